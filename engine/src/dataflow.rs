@@ -1,0 +1,315 @@
+//! The dataflow builder: a checked [`Program`] becomes timely/differential operators.
+//!
+//! Every plan node maps onto one operator over differential collections of
+//! `(Row, epoch, diff)`:
+//!
+//! | plan node | operator |
+//! | --- | --- |
+//! | table scan | an input session, then an `Upsert` for primary-key tables |
+//! | filter, project | `flat_map` (rows whose expressions fail are dead-lettered) |
+//! | TUMBLE / HOP / CUMULATE | `flat_map` assigning each row to its windows |
+//! | aggregate | [`GroupedAggregate`] in the shared [`timed_operator`] |
+//! | session aggregate | [`SessionAggregate`] in the same wrapper |
+//! | join | differential's arranged `join_map` |
+//! | output | a sink core on worker 0, fed consolidated changes per epoch |
+//!
+//! A view used twice is built once (its collection is cloned).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use differential_dataflow::VecCollection;
+use differential_dataflow::collection::AsCollection;
+use differential_dataflow::input::{Input as _, InputSession};
+use timely::dataflow::operators::Input as _;
+use timely::dataflow::operators::probe::Probe;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::{InputHandleVec, ProbeHandle, Scope, Stream};
+
+use carbonflow_core::{ConnectorConfig, Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row, Watermark};
+use carbonflow_operators::dataflow::{CoreContext, TimedCore, WatermarkUpdate, route_hash, timed_operator};
+use carbonflow_operators::grouped::{EmitMode, GroupedAggregate, WindowKey};
+use carbonflow_operators::session_aggregate::SessionAggregate;
+use carbonflow_operators::upsert::Upsert;
+use carbonflow_sinks::Sink;
+
+use crate::plan::{AggregateCall, Expr, Node, OutputTarget, Plan, Program};
+use crate::runtime::{DeadLetters, RunFailure};
+use crate::sql::Emit;
+
+/// How long a primary-key table remembers a key behind the watermark, unless
+/// the table sets `'upsert.retention'`.
+pub const DEFAULT_UPSERT_RETENTION: Millis = 24 * 3_600_000;
+
+/// The handles a worker drives its dataflow with.
+pub struct DataflowHandles {
+    /// One input per source table (by table index).
+    pub inputs: BTreeMap<usize, InputSession<Epoch, Row, Diff>>,
+    /// Watermark reports of this worker's source instances.
+    pub watermarks: InputHandleVec<Epoch, WatermarkUpdate>,
+    /// Passes an epoch once every output has absorbed it.
+    pub probe: ProbeHandle<Epoch>,
+}
+
+/// Creates a sink for an output on worker 0.
+pub type SinkFactory<'a> = &'a dyn Fn(&OutputTarget) -> Result<Box<dyn Sink>, RunFailure>;
+
+type Collection<'s> = VecCollection<'s, Epoch, Row, Diff>;
+
+struct Builder<'s, 'p> {
+    scope: Scope<'s, Epoch>,
+    program: &'p Program,
+    watermarks: Stream<'s, Epoch, Vec<WatermarkUpdate>>,
+    tables: BTreeMap<usize, Collection<'s>>,
+    inputs: BTreeMap<usize, InputSession<Epoch, Row, Diff>>,
+    views: BTreeMap<usize, Collection<'s>>,
+    dead_letters: DeadLetters,
+}
+
+/// Builds the dataflow of `program` in `scope`.
+pub fn build<'s>(scope: Scope<'s, Epoch>, program: &Program, dead_letters: DeadLetters, make_sink: SinkFactory, failure: Arc<RunFailureSlot>) -> Result<DataflowHandles, RunFailure> {
+    let (watermark_input, watermark_stream) = scope.new_input::<Vec<WatermarkUpdate>>();
+    let watermarks = watermark_stream.broadcast();
+    let mut builder = Builder { scope, program, watermarks, tables: BTreeMap::new(), inputs: BTreeMap::new(), views: BTreeMap::new(), dead_letters };
+    let probe = ProbeHandle::new();
+    for output in &program.outputs {
+        let collection = builder.plan(&output.plan);
+        let sink = if scope.index() == 0 { Some(make_sink(&output.target)?) } else { None };
+        let name = match output.target {
+            OutputTarget::Table(table) => program.tables[table].name().to_owned(),
+            OutputTarget::Print => "select".to_owned(),
+        };
+        let tables = watermark_tables(&output.plan);
+        let core = SinkCore { sink, buffer: Vec::new(), failure: failure.clone(), name: name.clone() };
+        let dead_letters = builder.dead_letters.clone();
+        timed_operator(collection.inner, builder.watermarks.clone(), |_| 0, tables, &format!("Sink[{name}]"), core, move |letter| dead_letters.push(letter)).probe_with(&probe);
+    }
+    Ok(DataflowHandles { inputs: builder.inputs, watermarks: watermark_input, probe })
+}
+
+fn watermark_tables(plan: &Plan) -> BTreeSet<u32> {
+    plan.watermark_tables.iter().map(|t| *t as u32).collect()
+}
+
+impl<'s> Builder<'s, '_> {
+    fn plan(&mut self, plan: &Plan) -> Collection<'s> {
+        match &plan.node {
+            Node::TableScan { table } => self.table(*table),
+            Node::ViewScan { view } => {
+                if let Some(collection) = self.views.get(view) {
+                    return collection.clone();
+                }
+                let collection = self.plan(&self.program.views[*view].plan);
+                self.views.insert(*view, collection.clone());
+                collection
+            }
+            Node::Filter { input, predicate } => {
+                let input = self.plan(input);
+                let predicate = predicate.clone();
+                let dead_letters = self.dead_letters.clone();
+                input.flat_map(move |row| match predicate.eval(&row) {
+                    Ok(Datum::Bool(true)) => Some(row),
+                    Ok(_) => None,
+                    Err(error) => {
+                        dead_letters.push(eval_failure("Filter", &row, &error.to_string()));
+                        None
+                    }
+                })
+            }
+            Node::Project { input, exprs } => {
+                let input = self.plan(input);
+                let exprs = exprs.clone();
+                let dead_letters = self.dead_letters.clone();
+                input.flat_map(move |row| match exprs.iter().map(|e| e.eval(&row)).collect::<Result<Vec<_>, _>>() {
+                    Ok(datums) => Some(Row::new(datums)),
+                    Err(error) => {
+                        dead_letters.push(eval_failure("Project", &row, &error.to_string()));
+                        None
+                    }
+                })
+            }
+            Node::WindowAssign { input, window, time_column } => {
+                let input = self.plan(input);
+                let (window, time_column) = (*window, *time_column);
+                input.flat_map(move |row| {
+                    let mut windows = Vec::new();
+                    if let Some(ts) = row.get(time_column).as_timestamp() {
+                        window.assign(ts, &mut windows);
+                    }
+                    windows.into_iter().map(move |(start, end)| {
+                        let mut datums = row.to_vec();
+                        datums.extend([Datum::Timestamp(start), Datum::Timestamp(end), Datum::Timestamp(end - 1)]);
+                        Row::new(datums)
+                    })
+                })
+            }
+            Node::Aggregate { input, keys, aggregates, window, emit } => {
+                let rowtime = input.rowtime;
+                let input = self.plan(input);
+                let keyed = keyed_arguments(input, keys.clone(), aggregates, rowtime, self.dead_letters.clone());
+                let window = window.map(|w| WindowKey {
+                    end: w.end,
+                    allowed_lateness: self.program.allowed_lateness,
+                    emit: if *emit == Emit::Final { EmitMode::Final } else { EmitMode::Changes },
+                });
+                let name = plan.operator_name();
+                let core = GroupedAggregate::new(name, aggregates.iter().map(|a| a.spec).collect(), window);
+                // Plain GROUP BY groups never close, so they need no watermark.
+                let tables = if window.is_some() { watermark_tables(plan) } else { BTreeSet::new() };
+                self.keyed(keyed, tables, name, core)
+            }
+            Node::SessionAggregate { input, partition, time_column, gap, aggregates, emit: _ } => {
+                let input = self.plan(input);
+                let keys = partition.iter().map(|c| Expr::Column(*c)).collect();
+                let keyed = keyed_arguments(input, keys, aggregates, Some(*time_column), self.dead_letters.clone());
+                let core = SessionAggregate::new("SessionWindowAggregate", *gap, aggregates.iter().map(|a| a.spec).collect(), self.program.allowed_lateness);
+                self.keyed(keyed, watermark_tables(plan), "SessionWindowAggregate", core)
+            }
+            Node::Join { left, right, left_keys, right_keys } => {
+                let left = self.plan(left);
+                let right = self.plan(right);
+                let (left_keys, right_keys) = (left_keys.clone(), right_keys.clone());
+                // SQL equality: a NULL key joins nothing.
+                let left = left.flat_map(move |row| {
+                    let key = row.project(&left_keys);
+                    (!key.iter().any(Datum::is_null)).then_some((key, row))
+                });
+                let right = right.flat_map(move |row| {
+                    let key = row.project(&right_keys);
+                    (!key.iter().any(Datum::is_null)).then_some((key, row))
+                });
+                left.join_map(right, |_key, l, r| {
+                    let mut datums = l.to_vec();
+                    datums.extend(r.iter().cloned());
+                    Row::new(datums)
+                })
+            }
+        }
+    }
+
+    fn keyed<C: TimedCore<Input = (Row, Row)>>(&self, keyed: VecCollection<'s, Epoch, (Row, Row), Diff>, tables: BTreeSet<u32>, name: &str, core: C) -> Collection<'s> {
+        let dead_letters = self.dead_letters.clone();
+        timed_operator(keyed.inner, self.watermarks.clone(), |(key, _)| route_hash(key), tables, name, core, move |letter| dead_letters.push(letter)).as_collection()
+    }
+
+    fn table(&mut self, index: usize) -> Collection<'s> {
+        if let Some(collection) = self.tables.get(&index) {
+            return collection.clone();
+        }
+        let table = &self.program.tables[index];
+        let (input, collection) = self.scope.new_collection::<Row, Diff>();
+        self.inputs.insert(index, input);
+        let collection = match &table.primary_key {
+            Some(key) => {
+                let key = key.clone();
+                let keyed = collection.map(move |row| (row.project(&key), row));
+                let retention = upsert_retention(&table.connector);
+                let core = Upsert::new(table.name(), table.watermark.map(|w| w.column), retention);
+                let tables = if table.watermark.is_some() { BTreeSet::from([index as u32]) } else { BTreeSet::new() };
+                self.keyed(keyed, tables, "Upsert", core)
+            }
+            None => collection,
+        };
+        self.tables.insert(index, collection.clone());
+        collection
+    }
+}
+
+/// The `'upsert.retention'` option of a primary-key table (checked by the binder).
+pub fn upsert_retention(connector: &ConnectorConfig) -> Millis {
+    connector.option("upsert.retention").and_then(crate::plan::bind::parse_duration).unwrap_or(DEFAULT_UPSERT_RETENTION)
+}
+
+/// Maps rows to `(group key, aggregate arguments ++ [event time])`.
+fn keyed_arguments<'s>(input: Collection<'s>, keys: Vec<Expr>, aggregates: &[AggregateCall], rowtime: Option<usize>, dead_letters: DeadLetters) -> VecCollection<'s, Epoch, (Row, Row), Diff> {
+    let args: Vec<Option<Expr>> = aggregates.iter().map(|a| a.arg.clone()).collect();
+    input.flat_map(move |row| {
+        let evaluated = (|| -> Result<(Row, Row), crate::plan::expr::EvalError> {
+            let key = keys.iter().map(|k| k.eval(&row)).collect::<Result<Row, _>>()?;
+            let mut values = args.iter().map(|a| a.as_ref().map_or(Ok(Datum::Null), |e| e.eval(&row))).collect::<Result<Vec<_>, _>>()?;
+            values.push(rowtime.map_or(Datum::Null, |t| row.get(t).clone()));
+            Ok((key, Row::new(values)))
+        })();
+        match evaluated {
+            Ok(pair) => Some(pair),
+            Err(error) => {
+                dead_letters.push(eval_failure("Aggregate", &row, &error.to_string()));
+                None
+            }
+        }
+    })
+}
+
+fn eval_failure(operator: &str, row: &Row, detail: &str) -> DeadLetter {
+    DeadLetter { origin: operator.to_owned(), reason: DeadLetterReason::Eval, detail: detail.to_owned(), position: "expression".into(), record: row.to_string() }
+}
+
+/// The first failure of a run, shared by the workers so every one of them stops.
+#[derive(Default)]
+pub struct RunFailureSlot(std::sync::Mutex<Option<RunFailure>>);
+
+impl RunFailureSlot {
+    /// Records a failure (the first one wins).
+    pub fn set(&self, failure: RunFailure) {
+        let mut slot = self.0.lock().expect("failure slot");
+        slot.get_or_insert(failure);
+    }
+
+    /// Takes the failure, if any.
+    pub fn take(&self) -> Option<RunFailure> {
+        self.0.lock().expect("failure slot").take()
+    }
+
+    /// Whether a failure was recorded.
+    pub fn is_set(&self) -> bool {
+        self.0.lock().expect("failure slot").is_some()
+    }
+}
+
+/// Hands an output's consolidated changes to its sink, epoch by epoch.
+struct SinkCore {
+    sink: Option<Box<dyn Sink>>,
+    buffer: Vec<(Row, Diff)>,
+    failure: Arc<RunFailureSlot>,
+    name: String,
+}
+
+impl SinkCore {
+    fn check(&mut self, result: Result<(), carbonflow_sinks::SinkError>) {
+        if let Err(error) = result {
+            self.failure.set(RunFailure::Sink { sink: self.name.clone(), message: error.to_string() });
+            self.sink = None;
+        }
+    }
+}
+
+impl TimedCore for SinkCore {
+    type Input = Row;
+
+    fn on_update(&mut self, row: Row, diff: Diff, _context: &mut CoreContext) {
+        self.buffer.push((row, diff));
+    }
+
+    fn on_epoch_end(&mut self, epoch: Epoch, context: &mut CoreContext) {
+        let Some(sink) = self.sink.as_mut() else {
+            self.buffer.clear();
+            return;
+        };
+        differential_dataflow::consolidation::consolidate(&mut self.buffer);
+        let mut result = if self.buffer.is_empty() { Ok(()) } else { sink.on_batch(epoch, &self.buffer) };
+        if result.is_ok() {
+            result = sink.on_progress(epoch, Watermark(context.watermark));
+        }
+        self.buffer.clear();
+        self.check(result);
+    }
+
+    fn on_finish(&mut self) {
+        if let Some(mut sink) = self.sink.take() {
+            let result = sink.finish();
+            self.sink = Some(sink);
+            self.check(result);
+        }
+    }
+}
+

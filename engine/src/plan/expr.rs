@@ -1,0 +1,453 @@
+//! Typed scalar expressions, checked by the planner and evaluated per row.
+//!
+//! An [`Expr`] refers to input columns by index; the planner resolved every
+//! name and type before one is built, so evaluation never looks anything up.
+//! Evaluation can still fail on data (a string that does not cast, an integer
+//! division by zero): the row then goes to the dead-letter output.
+
+use std::fmt;
+
+use carbonflow_core::time::{format_timestamp, parse_timestamp};
+use carbonflow_core::{DataType, Datum, Millis};
+
+use super::functions::Function;
+
+/// A failure evaluating an expression on a row.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct EvalError(pub String);
+
+/// Binary operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `+`
+    Add,
+    /// `-`
+    Subtract,
+    /// `*`
+    Multiply,
+    /// `/`
+    Divide,
+    /// `%`
+    Modulo,
+    /// `=`
+    Eq,
+    /// `<>`
+    NotEq,
+    /// `<`
+    Lt,
+    /// `<=`
+    LtEq,
+    /// `>`
+    Gt,
+    /// `>=`
+    GtEq,
+    /// `AND`
+    And,
+    /// `OR`
+    Or,
+    /// `||`
+    Concat,
+}
+
+impl BinaryOp {
+    /// The operator as written in SQL.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "+",
+            BinaryOp::Subtract => "-",
+            BinaryOp::Multiply => "*",
+            BinaryOp::Divide => "/",
+            BinaryOp::Modulo => "%",
+            BinaryOp::Eq => "=",
+            BinaryOp::NotEq => "<>",
+            BinaryOp::Lt => "<",
+            BinaryOp::LtEq => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::GtEq => ">=",
+            BinaryOp::And => "AND",
+            BinaryOp::Or => "OR",
+            BinaryOp::Concat => "||",
+        }
+    }
+
+    /// Whether the operator compares its operands.
+    pub fn is_comparison(self) -> bool {
+        matches!(self, BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq)
+    }
+}
+
+/// A checked scalar expression.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// The input column at this index.
+    Column(usize),
+    /// A constant.
+    Literal(Datum),
+    /// `left op right`.
+    Binary {
+        /// The operator.
+        op: BinaryOp,
+        /// The left operand.
+        left: Box<Expr>,
+        /// The right operand.
+        right: Box<Expr>,
+    },
+    /// `NOT e`.
+    Not(Box<Expr>),
+    /// `-e`.
+    Negate(Box<Expr>),
+    /// `e IS NULL` (or `IS NOT NULL` when `negated`).
+    IsNull {
+        /// The operand.
+        expr: Box<Expr>,
+        /// `IS NOT NULL`.
+        negated: bool,
+    },
+    /// `e [NOT] IN (list)`.
+    InList {
+        /// The operand.
+        expr: Box<Expr>,
+        /// The candidates.
+        list: Vec<Expr>,
+        /// `NOT IN`.
+        negated: bool,
+    },
+    /// `e [NOT] LIKE pattern`.
+    Like {
+        /// The operand.
+        expr: Box<Expr>,
+        /// The pattern (`%` and `_` wildcards).
+        pattern: Box<Expr>,
+        /// `NOT LIKE`.
+        negated: bool,
+    },
+    /// `CASE WHEN c THEN v ... ELSE e END` (a simple CASE is rewritten to this form).
+    Case {
+        /// The `(condition, value)` branches, in order.
+        branches: Vec<(Expr, Expr)>,
+        /// The `ELSE` value (NULL when absent).
+        otherwise: Box<Expr>,
+    },
+    /// `CAST(e AS type)`.
+    Cast {
+        /// The operand.
+        expr: Box<Expr>,
+        /// The target type.
+        to: DataType,
+    },
+    /// A scalar function call.
+    Call {
+        /// The function.
+        function: Function,
+        /// The arguments.
+        args: Vec<Expr>,
+    },
+}
+
+impl Expr {
+    /// Evaluates the expression on a row.
+    pub fn eval(&self, row: &[Datum]) -> Result<Datum, EvalError> {
+        match self {
+            Expr::Column(index) => Ok(row[*index].clone()),
+            Expr::Literal(datum) => Ok(datum.clone()),
+            Expr::Binary { op, left, right } => match op {
+                // Three-valued logic: FALSE AND NULL is FALSE, TRUE OR NULL is TRUE.
+                BinaryOp::And => {
+                    let l = left.eval(row)?;
+                    if l == Datum::Bool(false) {
+                        return Ok(l);
+                    }
+                    let r = right.eval(row)?;
+                    Ok(match (l, r) {
+                        (_, Datum::Bool(false)) => Datum::Bool(false),
+                        (Datum::Bool(true), Datum::Bool(true)) => Datum::Bool(true),
+                        _ => Datum::Null,
+                    })
+                }
+                BinaryOp::Or => {
+                    let l = left.eval(row)?;
+                    if l == Datum::Bool(true) {
+                        return Ok(l);
+                    }
+                    let r = right.eval(row)?;
+                    Ok(match (l, r) {
+                        (_, Datum::Bool(true)) => Datum::Bool(true),
+                        (Datum::Bool(false), Datum::Bool(false)) => Datum::Bool(false),
+                        _ => Datum::Null,
+                    })
+                }
+                _ => binary(*op, left.eval(row)?, right.eval(row)?),
+            },
+            Expr::Not(expr) => Ok(match expr.eval(row)? {
+                Datum::Bool(v) => Datum::Bool(!v),
+                _ => Datum::Null,
+            }),
+            Expr::Negate(expr) => Ok(match expr.eval(row)? {
+                Datum::Int(v) => Datum::Int(v.checked_neg().ok_or_else(|| EvalError("integer overflow in negation".into()))?),
+                Datum::Float(v) => Datum::float(-v.get()),
+                Datum::Interval(v) => Datum::Interval(-v),
+                _ => Datum::Null,
+            }),
+            Expr::IsNull { expr, negated } => Ok(Datum::Bool(expr.eval(row)?.is_null() != *negated)),
+            Expr::InList { expr, list, negated } => {
+                let value = expr.eval(row)?;
+                if value.is_null() {
+                    return Ok(Datum::Null);
+                }
+                let mut saw_null = false;
+                for candidate in list {
+                    let candidate = candidate.eval(row)?;
+                    match compare(&value, &candidate) {
+                        Some(std::cmp::Ordering::Equal) => return Ok(Datum::Bool(!negated)),
+                        None => saw_null = true,
+                        _ => {}
+                    }
+                }
+                Ok(if saw_null { Datum::Null } else { Datum::Bool(*negated) })
+            }
+            Expr::Like { expr, pattern, negated } => match (expr.eval(row)?, pattern.eval(row)?) {
+                (Datum::Str(text), Datum::Str(pattern)) => Ok(Datum::Bool(like(&text, &pattern) != *negated)),
+                _ => Ok(Datum::Null),
+            },
+            Expr::Case { branches, otherwise } => {
+                for (condition, value) in branches {
+                    if condition.eval(row)? == Datum::Bool(true) {
+                        return value.eval(row);
+                    }
+                }
+                otherwise.eval(row)
+            }
+            Expr::Cast { expr, to } => cast(expr.eval(row)?, *to),
+            Expr::Call { function, args } => {
+                let values = args.iter().map(|arg| arg.eval(row)).collect::<Result<Vec<_>, _>>()?;
+                function.eval(&values)
+            }
+        }
+    }
+
+    /// The column index if this is a bare column reference.
+    pub fn as_column(&self) -> Option<usize> {
+        match self {
+            Expr::Column(index) => Some(*index),
+            _ => None,
+        }
+    }
+}
+
+/// Compares two non-null values of compatible types (integers and floats
+/// compare numerically); `None` when either is NULL.
+pub fn compare(left: &Datum, right: &Datum) -> Option<std::cmp::Ordering> {
+    match (left, right) {
+        (Datum::Null, _) | (_, Datum::Null) => None,
+        (Datum::Int(l), Datum::Float(r)) => Some((*l as f64).total_cmp(&r.get())),
+        (Datum::Float(l), Datum::Int(r)) => Some(l.get().total_cmp(&(*r as f64))),
+        _ => Some(left.cmp(right)),
+    }
+}
+
+fn binary(op: BinaryOp, left: Datum, right: Datum) -> Result<Datum, EvalError> {
+    if left.is_null() || right.is_null() {
+        return Ok(Datum::Null);
+    }
+    if op.is_comparison() {
+        let ordering = compare(&left, &right).expect("non-null");
+        use std::cmp::Ordering::*;
+        let result = match op {
+            BinaryOp::Eq => ordering == Equal,
+            BinaryOp::NotEq => ordering != Equal,
+            BinaryOp::Lt => ordering == Less,
+            BinaryOp::LtEq => ordering != Greater,
+            BinaryOp::Gt => ordering == Greater,
+            BinaryOp::GtEq => ordering != Less,
+            _ => unreachable!("comparison"),
+        };
+        return Ok(Datum::Bool(result));
+    }
+    let overflow = || EvalError(format!("integer overflow in {}", op.symbol()));
+    match (op, left, right) {
+        (BinaryOp::Concat, l, r) => Ok(Datum::string(&format!("{l}{r}"))),
+        (BinaryOp::Add, Datum::Int(l), Datum::Int(r)) => l.checked_add(r).map(Datum::Int).ok_or_else(overflow),
+        (BinaryOp::Subtract, Datum::Int(l), Datum::Int(r)) => l.checked_sub(r).map(Datum::Int).ok_or_else(overflow),
+        (BinaryOp::Multiply, Datum::Int(l), Datum::Int(r)) => l.checked_mul(r).map(Datum::Int).ok_or_else(overflow),
+        (BinaryOp::Divide | BinaryOp::Modulo, Datum::Int(_), Datum::Int(0)) => Err(EvalError("integer division by zero".into())),
+        (BinaryOp::Divide, Datum::Int(l), Datum::Int(r)) => l.checked_div(r).map(Datum::Int).ok_or_else(overflow),
+        (BinaryOp::Modulo, Datum::Int(l), Datum::Int(r)) => l.checked_rem(r).map(Datum::Int).ok_or_else(overflow),
+        // Timestamp arithmetic with intervals.
+        (BinaryOp::Add, Datum::Timestamp(t), Datum::Interval(i)) | (BinaryOp::Add, Datum::Interval(i), Datum::Timestamp(t)) => Ok(Datum::Timestamp(t + i)),
+        (BinaryOp::Subtract, Datum::Timestamp(t), Datum::Interval(i)) => Ok(Datum::Timestamp(t - i)),
+        (BinaryOp::Subtract, Datum::Timestamp(l), Datum::Timestamp(r)) => Ok(Datum::Interval(l - r)),
+        (BinaryOp::Add, Datum::Interval(l), Datum::Interval(r)) => Ok(Datum::Interval(l + r)),
+        (BinaryOp::Subtract, Datum::Interval(l), Datum::Interval(r)) => Ok(Datum::Interval(l - r)),
+        (op, l, r) => match (l.as_f64(), r.as_f64()) {
+            (Some(l), Some(r)) => Ok(Datum::float(match op {
+                BinaryOp::Add => l + r,
+                BinaryOp::Subtract => l - r,
+                BinaryOp::Multiply => l * r,
+                BinaryOp::Divide => l / r,
+                BinaryOp::Modulo => l % r,
+                _ => return Err(EvalError(format!("operator {} does not apply here", op.symbol()))),
+            })),
+            _ => Err(EvalError(format!("operator {} does not apply to these values", op.symbol()))),
+        },
+    }
+}
+
+/// `CAST`: the conversions Flink allows between our types. A string that does
+/// not parse is an error (the row is dead-lettered), as in Flink's CAST.
+pub fn cast(value: Datum, to: DataType) -> Result<Datum, EvalError> {
+    let fail = |value: &Datum| EvalError(format!("cannot cast '{value}' to {to}"));
+    Ok(match (value, to) {
+        (Datum::Null, _) => Datum::Null,
+        (value @ Datum::Bool(_), DataType::Bool) | (value @ Datum::Int(_), DataType::Int) | (value @ Datum::Float(_), DataType::Float) => value,
+        (value @ Datum::Str(_), DataType::String) | (value @ Datum::Timestamp(_), DataType::Timestamp) | (value @ Datum::Interval(_), DataType::Interval) => value,
+        (Datum::Int(v), DataType::Float) => Datum::float(v as f64),
+        (Datum::Float(v), DataType::Int) => {
+            let v = v.get().trunc();
+            if v.is_finite() && v >= i64::MIN as f64 && v <= i64::MAX as f64 { Datum::Int(v as i64) } else { return Err(fail(&Datum::float(v))) }
+        }
+        (Datum::Bool(v), DataType::Int) => Datum::Int(i64::from(v)),
+        (Datum::Int(v), DataType::Bool) => Datum::Bool(v != 0),
+        (Datum::Timestamp(t), DataType::Int) => Datum::Int(t.div_euclid(1000)),
+        (Datum::Int(v), DataType::Timestamp) => Datum::Timestamp(v.saturating_mul(1000)),
+        (Datum::Str(text), target) => {
+            let trimmed = text.trim();
+            let parsed = match target {
+                DataType::Int => trimmed.parse().ok().map(Datum::Int),
+                DataType::Float => trimmed.parse().ok().map(Datum::float),
+                DataType::Bool => match trimmed.to_ascii_lowercase().as_str() {
+                    "true" => Some(Datum::Bool(true)),
+                    "false" => Some(Datum::Bool(false)),
+                    _ => None,
+                },
+                DataType::Timestamp => parse_timestamp(trimmed).map(Datum::Timestamp),
+                _ => None,
+            };
+            return parsed.ok_or_else(|| fail(&Datum::Str(text)));
+        }
+        (Datum::Timestamp(t), DataType::String) => Datum::string(&format_timestamp(t)),
+        (value, DataType::String) => Datum::string(&value.to_string()),
+        (value, _) => return Err(fail(&value)),
+    })
+}
+
+/// SQL `LIKE` with `%` (any run) and `_` (one character).
+fn like(text: &str, pattern: &str) -> bool {
+    let text: Vec<char> = text.chars().collect();
+    let pattern: Vec<char> = pattern.chars().collect();
+    // Classic two-pointer wildcard match with backtracking to the last `%`.
+    let (mut t, mut p, mut star, mut mark) = (0, 0, None, 0);
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == '_' || pattern[p] == text[t]) {
+            t += 1;
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == '%' {
+            star = Some(p);
+            mark = t;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '%')
+}
+
+/// Milliseconds in a unit of `INTERVAL 'n' UNIT`.
+pub fn unit_millis(unit: &str) -> Option<Millis> {
+    Some(match unit.to_ascii_uppercase().trim_end_matches('S') {
+        "MILLISECOND" => 1,
+        "SECOND" => 1_000,
+        "MINUTE" => 60_000,
+        "HOUR" => 3_600_000,
+        "DAY" => 86_400_000,
+        "WEEK" => 7 * 86_400_000,
+        _ => return None,
+    })
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::Column(index) => write!(f, "${index}"),
+            Expr::Literal(Datum::Str(text)) => write!(f, "'{text}'"),
+            Expr::Literal(datum) => write!(f, "{datum}"),
+            Expr::Binary { op, left, right } => write!(f, "({left} {} {right})", op.symbol()),
+            Expr::Not(expr) => write!(f, "NOT {expr}"),
+            Expr::Negate(expr) => write!(f, "-{expr}"),
+            Expr::IsNull { expr, negated } => write!(f, "{expr} IS {}NULL", if *negated { "NOT " } else { "" }),
+            Expr::InList { expr, list, negated } => {
+                write!(f, "{expr} {}IN (", if *negated { "NOT " } else { "" })?;
+                write_list(f, list)?;
+                f.write_str(")")
+            }
+            Expr::Like { expr, pattern, negated } => write!(f, "{expr} {}LIKE {pattern}", if *negated { "NOT " } else { "" }),
+            Expr::Case { branches, otherwise } => {
+                f.write_str("CASE")?;
+                for (condition, value) in branches {
+                    write!(f, " WHEN {condition} THEN {value}")?;
+                }
+                write!(f, " ELSE {otherwise} END")
+            }
+            Expr::Cast { expr, to } => write!(f, "CAST({expr} AS {to})"),
+            Expr::Call { function, args } => {
+                write!(f, "{}(", function.name())?;
+                write_list(f, args)?;
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+fn write_list(f: &mut fmt::Formatter<'_>, list: &[Expr]) -> fmt::Result {
+    for (i, expr) in list.iter().enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{expr}")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lit(d: Datum) -> Box<Expr> {
+        Box::new(Expr::Literal(d))
+    }
+
+    #[test]
+    fn three_valued_logic() {
+        let and = Expr::Binary { op: BinaryOp::And, left: lit(Datum::Null), right: lit(Datum::Bool(false)) };
+        assert_eq!(and.eval(&[]).unwrap(), Datum::Bool(false));
+        let or = Expr::Binary { op: BinaryOp::Or, left: lit(Datum::Null), right: lit(Datum::Bool(false)) };
+        assert_eq!(or.eval(&[]).unwrap(), Datum::Null);
+        let not_in = Expr::InList { expr: lit(Datum::Int(1)), list: vec![Expr::Literal(Datum::Int(2)), Expr::Literal(Datum::Null)], negated: true };
+        assert_eq!(not_in.eval(&[]).unwrap(), Datum::Null);
+    }
+
+    #[test]
+    fn arithmetic_and_errors() {
+        let div = Expr::Binary { op: BinaryOp::Divide, left: lit(Datum::Int(7)), right: lit(Datum::Int(2)) };
+        assert_eq!(div.eval(&[]).unwrap(), Datum::Int(3));
+        let by_zero = Expr::Binary { op: BinaryOp::Divide, left: lit(Datum::Int(7)), right: lit(Datum::Int(0)) };
+        assert!(by_zero.eval(&[]).is_err());
+        let mixed = Expr::Binary { op: BinaryOp::Multiply, left: lit(Datum::Int(3)), right: lit(Datum::float(1.5)) };
+        assert_eq!(mixed.eval(&[]).unwrap(), Datum::float(4.5));
+        assert!(cast(Datum::string("abc"), DataType::Float).is_err());
+        assert_eq!(cast(Datum::string(" 42 "), DataType::Int).unwrap(), Datum::Int(42));
+    }
+
+    #[test]
+    fn like_wildcards() {
+        assert!(like("PJM-WESTERN HUB", "%HUB"));
+        assert!(like("HB_NORTH", "HB\\_NORTH".replace('\\', "").as_str()));
+        assert!(like("abc", "a_c"));
+        assert!(!like("abc", "a_"));
+        assert!(like("", "%"));
+    }
+}

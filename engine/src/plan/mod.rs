@@ -1,0 +1,328 @@
+//! The checked logical plan of a query file.
+//!
+//! [`bind::bind_program`] turns the parsed statements into a [`Program`]: the
+//! declared tables with their connectors, the views, and the outputs (each
+//! `INSERT INTO` and the trailing bare `SELECT`), every name resolved and every
+//! expression typed. The dataflow builder turns a program into timely and
+//! differential operators; `carbonflow explain` prints it.
+
+pub mod bind;
+pub mod expr;
+pub mod functions;
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use carbonflow_core::{ConnectorConfig, Millis, Schema};
+use carbonflow_operators::aggregate::AggregateSpec;
+use carbonflow_operators::windows::WindowSpec;
+
+pub use bind::bind_program;
+pub use expr::Expr;
+
+use crate::sql::Emit;
+
+/// A checked query file.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// Every `CREATE TABLE`, in file order.
+    pub tables: Vec<Table>,
+    /// Every `CREATE VIEW`, in file order.
+    pub views: Vec<View>,
+    /// What the file produces: `INSERT INTO` statements and a bare `SELECT`.
+    pub outputs: Vec<Output>,
+    /// How long a window keeps accepting late rows after the watermark passed
+    /// its end (`SET 'table.exec.emit.allowed-lateness' = '...'`; default 0, as Flink).
+    pub allowed_lateness: Millis,
+}
+
+/// A declared table: a source when queries read it, a sink when one inserts into it.
+#[derive(Clone, Debug)]
+pub struct Table {
+    /// The connector declaration (name, columns, options).
+    pub connector: ConnectorConfig,
+    /// `PRIMARY KEY (...) NOT ENFORCED`, as column indices: a later row with the
+    /// same key revises (retracts and replaces) the earlier one.
+    pub primary_key: Option<Vec<usize>>,
+    /// The watermark, when declared.
+    pub watermark: Option<WatermarkSpec>,
+    /// Whether queries read it (a source) or write it (a sink).
+    pub role: TableRole,
+}
+
+impl Table {
+    /// The table name.
+    pub fn name(&self) -> &str {
+        &self.connector.table
+    }
+}
+
+/// `WATERMARK FOR column AS column - INTERVAL 'delay'`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatermarkSpec {
+    /// The event-time column.
+    pub column: usize,
+    /// The bounded out-of-orderness: the watermark is the largest event time seen minus this.
+    pub delay: Millis,
+}
+
+/// How a table is used by the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableRole {
+    /// Declared but not used.
+    Unused,
+    /// Read by queries.
+    Source,
+    /// Written by `INSERT INTO`.
+    Sink,
+}
+
+/// A `CREATE VIEW`.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// The view name.
+    pub name: String,
+    /// Its plan.
+    pub plan: Plan,
+}
+
+/// One result of the file.
+#[derive(Clone, Debug)]
+pub struct Output {
+    /// Where the changes go.
+    pub target: OutputTarget,
+    /// The query producing them.
+    pub plan: Plan,
+}
+
+/// Where an output goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputTarget {
+    /// `INSERT INTO` the sink table at this index of [`Program::tables`].
+    Table(usize),
+    /// A bare `SELECT`: its changes are printed.
+    Print,
+}
+
+/// A relational plan node with its output schema and time properties.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// What this node computes.
+    pub node: Node,
+    /// The columns it produces.
+    pub schema: Schema,
+    /// The event-time column (a time attribute), if the rows still have one.
+    pub rowtime: Option<usize>,
+    /// The tables whose watermarks bound this node's event time.
+    pub watermark_tables: BTreeSet<usize>,
+    /// `window_start`, `window_end` columns from a window table function, while they survive.
+    pub window: Option<WindowColumns>,
+}
+
+/// Where a window TVF's columns are in a plan's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowColumns {
+    /// `window_start`.
+    pub start: usize,
+    /// `window_end`.
+    pub end: usize,
+}
+
+/// One aggregate of an aggregation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregateCall {
+    /// The function, its input type and DISTINCT.
+    pub spec: AggregateSpec,
+    /// Its argument (none for `COUNT(*)`).
+    pub arg: Option<Expr>,
+}
+
+/// Plan nodes.
+#[derive(Clone, Debug)]
+pub enum Node {
+    /// Rows of a source table.
+    TableScan {
+        /// Index into [`Program::tables`].
+        table: usize,
+    },
+    /// Rows of a view.
+    ViewScan {
+        /// Index into [`Program::views`].
+        view: usize,
+    },
+    /// Rows for which the predicate is TRUE.
+    Filter {
+        /// The input.
+        input: Box<Plan>,
+        /// A BOOLEAN expression.
+        predicate: Expr,
+    },
+    /// Computed columns.
+    Project {
+        /// The input.
+        input: Box<Plan>,
+        /// One expression per output column.
+        exprs: Vec<Expr>,
+    },
+    /// `TUMBLE`, `HOP` or `CUMULATE`: each row once per window containing it,
+    /// with `window_start`, `window_end`, `window_time` appended.
+    WindowAssign {
+        /// The input.
+        input: Box<Plan>,
+        /// The window shape.
+        window: WindowSpec,
+        /// The event-time column the windows are over.
+        time_column: usize,
+    },
+    /// `GROUP BY keys` with aggregates: output is the keys, then the aggregates.
+    Aggregate {
+        /// The input.
+        input: Box<Plan>,
+        /// The grouping expressions.
+        keys: Vec<Expr>,
+        /// The aggregates.
+        aggregates: Vec<AggregateCall>,
+        /// When grouped by a window TVF's `window_start, window_end`: their
+        /// positions among `keys`. Such groups close when the watermark passes.
+        window: Option<WindowColumns>,
+        /// When results are emitted.
+        emit: Emit,
+    },
+    /// `SESSION` windows grouped by their partition keys: output is the
+    /// partition keys, `window_start`, `window_end`, `window_time`, then the aggregates.
+    SessionAggregate {
+        /// The input.
+        input: Box<Plan>,
+        /// The partition key columns.
+        partition: Vec<usize>,
+        /// The event-time column.
+        time_column: usize,
+        /// The inactivity gap that ends a session.
+        gap: Millis,
+        /// The aggregates.
+        aggregates: Vec<AggregateCall>,
+        /// When results are emitted.
+        emit: Emit,
+    },
+    /// An inner equi-join: output is the left row followed by the right row.
+    Join {
+        /// The left input.
+        left: Box<Plan>,
+        /// The right input.
+        right: Box<Plan>,
+        /// Left key columns.
+        left_keys: Vec<usize>,
+        /// Right key columns, pairwise equal to the left ones.
+        right_keys: Vec<usize>,
+    },
+}
+
+impl Plan {
+    /// The direct inputs of this node.
+    pub fn inputs(&self) -> Vec<&Plan> {
+        match &self.node {
+            Node::TableScan { .. } | Node::ViewScan { .. } => vec![],
+            Node::Filter { input, .. } | Node::Project { input, .. } | Node::WindowAssign { input, .. } | Node::Aggregate { input, .. } | Node::SessionAggregate { input, .. } => {
+                vec![input]
+            }
+            Node::Join { left, right, .. } => vec![left, right],
+        }
+    }
+
+    /// The operator name used in `explain`, logs and metrics.
+    pub fn operator_name(&self) -> &'static str {
+        match &self.node {
+            Node::TableScan { .. } => "TableScan",
+            Node::ViewScan { .. } => "ViewScan",
+            Node::Filter { .. } => "Filter",
+            Node::Project { .. } => "Project",
+            Node::WindowAssign { window: WindowSpec::Tumble { .. }, .. } => "Tumble",
+            Node::WindowAssign { window: WindowSpec::Hop { .. }, .. } => "Hop",
+            Node::WindowAssign { window: WindowSpec::Cumulate { .. }, .. } => "Cumulate",
+            Node::Aggregate { window: Some(_), .. } => "WindowAggregate",
+            Node::Aggregate { window: None, .. } => "Aggregate",
+            Node::SessionAggregate { .. } => "SessionWindowAggregate",
+            Node::Join { .. } => "Join",
+        }
+    }
+
+    /// Writes the plan as an indented tree, for `explain`.
+    pub fn explain(&self, program: &Program, depth: usize, out: &mut String) {
+        let indent = "  ".repeat(depth);
+        let detail = match &self.node {
+            Node::TableScan { table } => program.tables[*table].name().to_owned(),
+            Node::ViewScan { view } => program.views[*view].name.clone(),
+            Node::Filter { predicate, .. } => predicate.to_string(),
+            Node::Project { exprs, .. } => join(exprs),
+            Node::WindowAssign { window, time_column, .. } => format!("{window:?} over ${time_column}"),
+            Node::Aggregate { keys, aggregates, emit, .. } => format!("keys=[{}] aggregates=[{}] emit={emit:?}", join(keys), aggregate_list(aggregates)),
+            Node::SessionAggregate { partition, time_column, gap, aggregates, emit, .. } => {
+                format!("partition={partition:?} time=${time_column} gap={gap}ms aggregates=[{}] emit={emit:?}", aggregate_list(aggregates))
+            }
+            Node::Join { left_keys, right_keys, .. } => format!("left{left_keys:?} = right{right_keys:?}"),
+        };
+        out.push_str(&format!("{indent}{} {detail}\n{indent}  -> {}", self.operator_name(), self.schema));
+        if let Some(rowtime) = self.rowtime {
+            out.push_str(&format!(" rowtime=${rowtime}"));
+        }
+        out.push('\n');
+        for input in self.inputs() {
+            input.explain(program, depth + 1, out);
+        }
+    }
+}
+
+fn join(exprs: &[Expr]) -> String {
+    exprs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+fn aggregate_list(aggregates: &[AggregateCall]) -> String {
+    aggregates
+        .iter()
+        .map(|call| {
+            let distinct = if call.spec.distinct { "DISTINCT " } else { "" };
+            let arg = call.arg.as_ref().map_or("*".to_owned(), ToString::to_string);
+            format!("{}({distinct}{arg})", call.spec.function.name())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl fmt::Display for Program {
+    /// The whole checked program, as `carbonflow explain` prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for table in &self.tables {
+            let role = match table.role {
+                TableRole::Unused => "unused",
+                TableRole::Source => "source",
+                TableRole::Sink => "sink",
+            };
+            write!(f, "table {} {} [{role}] connector={}", table.name(), table.connector.schema, table.connector.option("connector").unwrap_or("?"))?;
+            if let Some(key) = &table.primary_key {
+                write!(f, " primary_key={key:?}")?;
+            }
+            if let Some(watermark) = &table.watermark {
+                write!(f, " watermark=${} - {}ms", watermark.column, watermark.delay)?;
+            }
+            writeln!(f)?;
+        }
+        if self.allowed_lateness > 0 {
+            writeln!(f, "allowed lateness: {}ms", self.allowed_lateness)?;
+        }
+        for view in &self.views {
+            let mut tree = String::new();
+            view.plan.explain(self, 1, &mut tree);
+            write!(f, "\nview {}\n{tree}", view.name)?;
+        }
+        for output in &self.outputs {
+            let target = match output.target {
+                OutputTarget::Table(table) => format!("insert into {}", self.tables[table].name()),
+                OutputTarget::Print => "select (printed)".to_owned(),
+            };
+            let mut tree = String::new();
+            output.plan.explain(self, 1, &mut tree);
+            write!(f, "\n{target}\n{tree}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! The thin timely wrapper shared by carbonflow's stateful operators.
+//!
+//! Every stateful operator (windowed and session aggregation, primary-key
+//! upserts, sinks) has the same outer shape: it routes `(data, epoch, diff)`
+//! updates to the worker owning their key, buffers them until every input
+//! has passed their epoch, applies them in arrival order to a plain-Rust core,
+//! then advances the core's event-time watermark and lets it emit. That shape
+//! lives here once, in [`timed_operator`]; the cores implement [`TimedCore`]
+//! and know nothing of timely.
+//!
+//! Watermarks travel beside the data on their own broadcast stream of
+//! [`WatermarkUpdate`]s: each source instance reports, at every epoch, the
+//! event time up to which it is complete. An operator's watermark is the
+//! minimum over the source instances of the tables that feed it; an instance
+//! that has not reported yet holds it at [`Millis::MIN`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, Hash};
+
+use carbonflow_core::{DeadLetter, Diff, Epoch, Millis, Row};
+use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::Stream;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::Operator;
+
+/// A source instance's progress in event time, stamped with an epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatermarkUpdate {
+    /// The table (index in the program).
+    pub table: u32,
+    /// The worker whose instance reports.
+    pub instance: u32,
+    /// Event time up to which the instance is complete.
+    pub watermark: Millis,
+}
+
+/// What a core may do while it handles an epoch.
+pub struct CoreContext<'a> {
+    /// The operator's event-time watermark (see the module doc).
+    pub watermark: Millis,
+    /// Output changes, emitted at the current epoch.
+    pub output: &'a mut Vec<(Row, Diff)>,
+    /// Rows the core rejects (late events), for the dead-letter output.
+    pub dead_letters: &'a mut Vec<DeadLetter>,
+}
+
+/// The plain-Rust state machine behind a stateful operator.
+pub trait TimedCore: 'static {
+    /// The data the core consumes.
+    type Input;
+
+    /// One input change, in arrival order within its epoch. The watermark in
+    /// `context` is the one in force before this epoch.
+    fn on_update(&mut self, input: Self::Input, diff: Diff, context: &mut CoreContext);
+
+    /// The end of an epoch: every update of it has been applied and the
+    /// watermark has advanced to the epoch's value.
+    fn on_epoch_end(&mut self, epoch: Epoch, context: &mut CoreContext);
+
+    /// Every input is exhausted; no epoch follows.
+    fn on_finish(&mut self) {}
+}
+
+/// Updates to collections: differential's `(data, time, diff)` triples.
+pub type Updates<D> = Vec<(D, Epoch, Diff)>;
+
+/// Where an update goes: a worker is chosen by this hash modulo the worker count.
+pub type Route<D> = fn(&D) -> u64;
+
+/// A stable hash for routing by key (the same on every process).
+pub fn route_hash<K: Hash + ?Sized>(key: &K) -> u64 {
+    std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key)
+}
+
+/// Builds a stateful operator around `core`.
+///
+/// * `data` is routed by `route`; `watermarks` must already be broadcast.
+/// * `tables` are the tables whose watermarks bound this operator; with none,
+///   the core always sees [`Millis::MIN`].
+/// * `dead_letter` receives what the core rejects.
+pub fn timed_operator<'scope, D, C>(
+    data: Stream<'scope, Epoch, Updates<D>>,
+    watermarks: Stream<'scope, Epoch, Vec<WatermarkUpdate>>,
+    route: Route<D>,
+    tables: BTreeSet<u32>,
+    name: &str,
+    mut core: C,
+    mut dead_letter: impl FnMut(DeadLetter) + 'static,
+) -> Stream<'scope, Epoch, Updates<Row>>
+where
+    D: timely::ExchangeData,
+    C: TimedCore<Input = D>,
+{
+    let peers = data.scope().peers() as u32;
+    let exchange = Exchange::new(move |update: &(D, Epoch, Diff)| route(&update.0));
+    data.binary_frontier::<_, CapacityContainerBuilder<Updates<Row>>, _, _, _, _>(watermarks, exchange, Pipeline, name, move |_capability, _info| {
+        // Pending work per epoch: the capability to emit at it, updates, watermark reports.
+        let mut pending: BTreeMap<Epoch, (Capability<Epoch>, Vec<(D, Diff)>, Vec<WatermarkUpdate>)> = BTreeMap::new();
+        let mut reported: BTreeMap<(u32, u32), Millis> = BTreeMap::new();
+        let mut watermark = Millis::MIN;
+        let mut output = Vec::new();
+        let mut rejected = Vec::new();
+        let mut finished = false;
+        move |(data_input, data_frontier), (watermark_input, watermark_frontier), out| {
+            // `for_each` keeps arrival order within an epoch (upserts depend on it).
+            // Differential updates carry their own epoch, at or after the message's.
+            data_input.for_each(|capability, updates| {
+                for (d, epoch, diff) in updates.drain(..) {
+                    let entry = pending.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, 0), Vec::new(), Vec::new()));
+                    entry.1.push((d, diff));
+                }
+            });
+            watermark_input.for_each(|capability, updates| {
+                let Some(&epoch) = capability.least() else { return };
+                let entry = pending.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, 0), Vec::new(), Vec::new()));
+                entry.2.extend(updates.drain(..).filter(|u| tables.contains(&u.table)));
+            });
+            while let Some(entry) = pending.first_entry() {
+                let epoch = *entry.key();
+                if data_frontier.less_equal(&epoch) || watermark_frontier.less_equal(&epoch) {
+                    break;
+                }
+                let (capability, updates, reports) = entry.remove();
+                let mut context = CoreContext { watermark, output: &mut output, dead_letters: &mut rejected };
+                for (update, diff) in updates {
+                    core.on_update(update, diff, &mut context);
+                }
+                for report in reports {
+                    let slot = reported.entry((report.table, report.instance)).or_insert(Millis::MIN);
+                    *slot = (*slot).max(report.watermark);
+                }
+                if !tables.is_empty() {
+                    watermark = tables
+                        .iter()
+                        .flat_map(|table| (0..peers).map(move |instance| (*table, instance)))
+                        .map(|key| reported.get(&key).copied().unwrap_or(Millis::MIN))
+                        .min()
+                        .unwrap_or(Millis::MIN);
+                }
+                let mut context = CoreContext { watermark, output: &mut output, dead_letters: &mut rejected };
+                core.on_epoch_end(epoch, &mut context);
+                if !output.is_empty() {
+                    out.session(&capability).give_iterator(output.drain(..).map(|(row, diff)| (row, epoch, diff)));
+                }
+                rejected.drain(..).for_each(&mut dead_letter);
+            }
+            if !finished && data_frontier.is_empty() && watermark_frontier.is_empty() && pending.is_empty() {
+                finished = true;
+                core.on_finish();
+            }
+        }
+    })
+}

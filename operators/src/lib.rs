@@ -1,0 +1,36 @@
+//! Incremental operators of carbonflow: the pure cores of aggregation and
+//! event-time windows.
+//!
+//! Each operator is a plain Rust state machine with no timely or differential
+//! types, unit- and property-tested against a naive model; a thin dataflow
+//! wrapper exchanges rows by key, holds one core per key and calls it in time
+//! order. Every core takes retractions (`diff < 0`) as first-class updates,
+//! because a revised price must update every view downstream.
+//!
+//! Modules:
+//!
+//! * [`aggregate`]: SQL aggregate functions (`COUNT`, `SUM`, `AVG`, `MIN`,
+//!   `MAX`, the variances, `FIRST_VALUE`, `LAST_VALUE`, `DISTINCT`) whose
+//!   state is exact under retraction, and [`GroupAccumulator`] for one group.
+//! * [`exact_sum`]: order-independent, correctly rounded summation of doubles,
+//!   so that DOUBLE sums do not drift as rows come and go.
+//! * [`windows`]: TUMBLE, HOP and CUMULATE assignment ([`WindowSpec`]) and
+//!   SESSION windows with merging and splitting ([`SessionWindows`]).
+//! * [`grouped`]: the windowed / plain GROUP BY aggregation core, with
+//!   watermark-driven completion (`EMIT FINAL`) and retirement of old windows.
+//! * [`session_aggregate`]: SESSION windows driven by epochs and the watermark.
+//! * [`upsert`]: primary-key tables, where a revision retracts the row it replaces.
+//! * [`dataflow`]: the one timely wrapper every stateful core runs in
+//!   ([`dataflow::timed_operator`]), and the watermark stream it reads.
+
+pub mod aggregate;
+pub mod dataflow;
+pub mod exact_sum;
+pub mod grouped;
+pub mod session_aggregate;
+pub mod upsert;
+pub mod windows;
+
+pub use aggregate::{Accumulator, AggregateFunction, AggregateSpec, GroupAccumulator};
+pub use exact_sum::ExactSum;
+pub use windows::{SessionChange, SessionWindows, WindowSpec};

@@ -1,0 +1,28 @@
+//! Errors of sinks.
+
+use carbonflow_core::OptionError;
+
+/// A sink could not be declared or could not write.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The table's declaration does not fit the connector.
+    #[error(transparent)]
+    Declaration(#[from] OptionError),
+    /// Writing failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file or resource.
+        path: String,
+        /// The underlying error.
+        message: String,
+    },
+    /// The changes received contradict each other (a retraction of a row the
+    /// sink does not hold, a row of the wrong width): a bug upstream, not bad input.
+    #[error("{sink}: {message}")]
+    Inconsistent {
+        /// The sink's output (a file) or table.
+        sink: String,
+        /// What contradicts what, naming the row.
+        message: String,
+    },
+}

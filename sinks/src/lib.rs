@@ -1,0 +1,114 @@
+//! Sinks of carbonflow: the [`Sink`] trait and its connectors.
+//!
+//! The engine gathers a sink's changes on one worker, consolidates them per
+//! ingest epoch and hands them over in epoch order. A sink never sees timely
+//! or differential types, and a sink that is slow must not stall workers:
+//! connectors that talk to the network queue behind a bounded channel.
+//!
+//! Connectors are listed in one place, [`create_sink`]:
+//! * `print` ([`print`](mod@print)): `+I[...]` / `-D[...]` lines on standard output.
+//! * `blackhole` ([`blackhole`]): discards everything (for benchmarks).
+//! * `filesystem` ([`filesystem`]): CSV or JSON lines, either the final
+//!   consolidated rows (the default) or the changelog.
+
+pub mod blackhole;
+pub mod error;
+pub mod filesystem;
+pub mod print;
+pub mod text;
+
+pub use error::SinkError;
+
+use carbonflow_core::{ConnectorConfig, Diff, Epoch, OptionError, Row, Watermark};
+
+/// A running sink.
+///
+/// Contract:
+/// * `on_batch` is called once per epoch that has changes, epochs strictly
+///   increasing, with the changes of that epoch consolidated (no row twice,
+///   no zero diff) and sorted by row. Retractions (`diff < 0`) come before
+///   nothing in particular: apply the whole batch.
+/// * `on_progress` says that every epoch up to and including `epoch` has been
+///   delivered and that the view is complete up to event time `watermark`.
+/// * `finish` is called once, when every input ended or the run is shutting
+///   down gracefully; output must be complete and durable when it returns.
+pub trait Sink: Send {
+    /// The changes of one epoch.
+    fn on_batch(&mut self, epoch: Epoch, updates: &[(Row, Diff)]) -> Result<(), SinkError>;
+
+    /// Progress: epochs up to `epoch` are complete; event time up to `watermark`.
+    fn on_progress(&mut self, _epoch: Epoch, _watermark: Watermark) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    /// The end of the run.
+    fn finish(&mut self) -> Result<(), SinkError>;
+}
+
+/// The connector names that [`create_sink`] accepts.
+pub const CONNECTORS: &[&str] = &["print", "blackhole", "filesystem"];
+
+/// Checks a sink table's options without creating anything.
+pub fn validate_sink(config: &ConnectorConfig) -> Result<(), OptionError> {
+    match config.connector()? {
+        "print" => print::PrintSinkOptions::parse(config).map(|_| ()),
+        "blackhole" => blackhole::validate(config),
+        "filesystem" => filesystem::FilesystemSinkOptions::parse(config).map(|_| ()),
+        other => Err(OptionError::unknown_connector(other, CONNECTORS)),
+    }
+}
+
+/// Creates the sink of a table.
+pub fn create_sink(config: &ConnectorConfig) -> Result<Box<dyn Sink>, SinkError> {
+    match config.connector()? {
+        "print" => Ok(Box::new(print::PrintSink::stdout(config)?)),
+        "blackhole" => Ok(Box::new(blackhole::BlackholeSink::new(config)?)),
+        "filesystem" => Ok(Box::new(filesystem::FilesystemSink::new(config)?)),
+        other => Err(OptionError::unknown_connector(other, CONNECTORS).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use carbonflow_core::Schema;
+
+    use super::*;
+
+    fn config(options: &[(&str, &str)]) -> ConnectorConfig {
+        let options = options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        ConnectorConfig {
+            table: "t".into(),
+            schema: Schema::default(),
+            event_time_column: None,
+            options,
+        }
+    }
+
+    #[test]
+    fn every_listed_connector_validates_and_creates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        for options in [
+            vec![("connector", "print")],
+            vec![("connector", "blackhole")],
+            vec![("connector", "filesystem"), ("path", path.to_str().unwrap()), ("format", "csv")],
+        ] {
+            let config = config(&options);
+            assert!(CONNECTORS.contains(&config.connector().unwrap()));
+            validate_sink(&config).unwrap();
+            create_sink(&config).unwrap().finish().unwrap();
+        }
+        assert!(path.is_file());
+    }
+
+    #[test]
+    fn unknown_connectors_and_options_are_declaration_errors() {
+        assert!(matches!(validate_sink(&config(&[("connector", "kafka")])), Err(OptionError::UnknownConnector { name, .. }) if name == "kafka"));
+        assert!(matches!(create_sink(&config(&[("connector", "kafka")])), Err(SinkError::Declaration(_))));
+        assert!(matches!(validate_sink(&config(&[])), Err(OptionError::Missing { key }) if key == "connector"));
+        assert!(matches!(
+            create_sink(&config(&[("connector", "print"), ("path", "x")])),
+            Err(SinkError::Declaration(OptionError::Unknown { .. }))
+        ));
+    }
+}
