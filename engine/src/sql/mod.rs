@@ -122,6 +122,22 @@ pub struct TableOption {
 
 /// Parses a whole query file.
 pub fn parse_file(text: &str) -> SqlResult<Vec<Statement>> {
+    parse_statements(text).map_err(|error| point_at_end_if_unplaced(error, text))
+}
+
+/// sqlparser reports "found: EOF" with no position; point at the end of the file.
+fn point_at_end_if_unplaced(mut error: SqlError, text: &str) -> SqlError {
+    if error.span.start.line == 0 && !text.trim().is_empty() {
+        let trimmed = text.trim_end();
+        let line = trimmed.lines().count() as u64;
+        let column = trimmed.lines().last().map_or(0, |l| l.chars().count()) as u64 + 1;
+        let end = sqlparser::tokenizer::Location::new(line, column);
+        error.span = Span::new(end, end);
+    }
+    error
+}
+
+fn parse_statements(text: &str) -> SqlResult<Vec<Statement>> {
     let dialect = FlinkDialect;
     let mut parser = Parser::new(&dialect).try_with_sql(text).map_err(SqlError::from_parser)?;
     let mut statements = Vec::new();
