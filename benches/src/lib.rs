@@ -1,1 +1,8 @@
-//! placeholder
+//! Benchmarks of carbonflow, and the code they share.
+//!
+//! The criterion micro benchmarks live in `benches/`; the end-to-end
+//! throughput harness is the `throughput` binary, a thin command line over
+//! [`throughput`], which holds the workload, the engine runs and the
+//! hand-written ceiling so that tests can check they all do the same work.
+
+pub mod throughput;
