@@ -158,11 +158,12 @@ impl<'s> Builder<'s, '_> {
                 let tables = if window.is_some() { watermark_tables(plan) } else { BTreeSet::new() };
                 self.keyed(keyed, tables, name, core)
             }
-            Node::SessionAggregate { input, partition, time_column, gap, aggregates, emit: _ } => {
+            Node::SessionAggregate { input, partition, time_column, gap, aggregates, emit } => {
                 let input = self.plan(input);
                 let keys = partition.iter().map(|c| Expr::Column(*c)).collect();
                 let keyed = keyed_arguments(input, keys, aggregates, Some(*time_column), self.dead_letters.clone());
-                let core = SessionAggregate::new("SessionWindowAggregate", *gap, aggregates.iter().map(|a| a.spec).collect(), self.program.allowed_lateness);
+                let emit = if *emit == Emit::Final { EmitMode::Final } else { EmitMode::Changes };
+                let core = SessionAggregate::new("SessionWindowAggregate", *gap, aggregates.iter().map(|a| a.spec).collect(), self.program.allowed_lateness, emit);
                 self.keyed(keyed, watermark_tables(plan), "SessionWindowAggregate", core)
             }
             Node::Join { left, right, left_keys, right_keys } => {

@@ -185,3 +185,55 @@ fn the_binary_exits_non_zero_with_a_caret_on_a_bad_query() {
     assert!(stderr.contains("bad.sql:2:"), "{stderr}");
     assert!(stderr.contains('^'), "{stderr}");
 }
+
+#[test]
+fn session_windows_merge_and_emit_final_publishes_each_session_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ticks.csv");
+    // A's row at 00:00:40 arrives late (within the 1-minute delay) and bridges
+    // the sessions around 00:00:20 and 00:01:05 into one.
+    std::fs::write(
+        &input,
+        "A,2024-01-01 00:00:10.000,1\nB,2024-01-01 00:00:05.000,1\nA,2024-01-01 00:00:20.000,2\nA,2024-01-01 00:01:05.000,4\n\
+         A,2024-01-01 00:00:40.000,8\nB,2024-01-01 00:02:00.000,16\nA,2024-01-01 00:03:00.000,32\n",
+    )
+    .unwrap();
+    let sql = |emit: &str, output: &Path| {
+        format!(
+            "CREATE TABLE ticks (node STRING, ts TIMESTAMP(3), volume BIGINT, WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             CREATE TABLE sessions (node STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), n BIGINT, volume BIGINT)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', 'sink.changelog' = 'true');
+             INSERT INTO sessions
+             SELECT node, window_start, window_end, COUNT(*), SUM(volume)
+             FROM TABLE(SESSION(TABLE ticks PARTITION BY node, DESCRIPTOR(ts), INTERVAL '30' SECONDS))
+             GROUP BY node, window_start, window_end {emit};",
+            input.display(),
+            output.display()
+        )
+    };
+    let final_rows = [
+        "+I,A,2024-01-01 00:00:10.000,2024-01-01 00:01:35.000,4,15",
+        "+I,A,2024-01-01 00:03:00.000,2024-01-01 00:03:30.000,1,32",
+        "+I,B,2024-01-01 00:00:05.000,2024-01-01 00:00:35.000,1,1",
+        "+I,B,2024-01-01 00:02:00.000,2024-01-01 00:02:30.000,1,16",
+    ];
+    for workers in [1, 2] {
+        let changes = dir.path().join("changes.csv");
+        run_file(&sql("", &changes), workers, 1);
+        let changelog = std::fs::read_to_string(&changes).unwrap();
+        assert!(changelog.contains("-D,A,2024-01-01 00:00:10.000,2024-01-01 00:00:50.000,2,3"), "EMIT CHANGES retracts the merged session:\n{changelog}");
+        // Net of the changelog: the four final sessions.
+        let mut net: std::collections::BTreeMap<String, i64> = Default::default();
+        for line in changelog.lines() {
+            let (op, row) = line.split_at(3);
+            *net.entry(row.to_owned()).or_default() += if op == "+I," { 1 } else { -1 };
+        }
+        let survivors: Vec<String> = net.into_iter().filter(|(_, n)| *n != 0).map(|(row, n)| format!("{n}:{row}")).collect();
+        assert_eq!(survivors, final_rows.iter().map(|r| format!("1:{}", &r[3..])).collect::<Vec<_>>());
+
+        let finals = dir.path().join("final.csv");
+        run_file(&sql("EMIT FINAL", &finals), workers, 1);
+        assert_eq!(read_sorted(&finals), final_rows, "EMIT FINAL publishes each complete session once, with {workers} workers");
+    }
+}

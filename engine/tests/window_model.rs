@@ -1,7 +1,7 @@
 //! Property test of the whole engine against a naive model: random ticks with
 //! revisions (primary-key upserts, i.e. retractions), out-of-order event
 //! times within the watermark delay, random batch sizes and 1, 2 or 4
-//! workers. The model applies the upserts to a map, then recomputes every
+//! workers, in both emit modes. The model applies the upserts to a map, then recomputes every
 //! tumbling window from scratch; the engine's consolidated output must equal it.
 
 use std::collections::BTreeMap;
@@ -59,7 +59,7 @@ fn model(ticks: &[Tick]) -> Vec<String> {
     lines
 }
 
-fn engine(ticks: &[Tick], workers: usize, batch_size: usize) -> Vec<String> {
+fn engine(ticks: &[Tick], workers: usize, batch_size: usize, emit: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("ticks.csv");
     let output = dir.path().join("windows.csv");
@@ -75,7 +75,7 @@ fn engine(ticks: &[Tick], workers: usize, batch_size: usize) -> Vec<String> {
          INSERT INTO windows
          SELECT node, window_start, COUNT(*), SUM(price), MIN(price), MAX(price)
          FROM TABLE(TUMBLE(TABLE ticks, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-         GROUP BY node, window_start, window_end;",
+         GROUP BY node, window_start, window_end {emit};",
         input.display(),
         output.display()
     );
@@ -91,7 +91,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn oracle_tumbling_aggregate_with_revisions(ticks in ticks(), workers in prop::sample::select(vec![1usize, 2, 4]), batch_size in 1usize..8) {
-        prop_assert_eq!(engine(&ticks, workers, batch_size), model(&ticks));
+    fn oracle_tumbling_aggregate_with_revisions(
+        ticks in ticks(),
+        workers in prop::sample::select(vec![1usize, 2, 4]),
+        batch_size in 1usize..8,
+        emit in prop::sample::select(vec!["EMIT CHANGES", "EMIT FINAL"]),
+    ) {
+        prop_assert_eq!(engine(&ticks, workers, batch_size, emit), model(&ticks));
     }
 }

@@ -14,7 +14,8 @@
 //! retired window is late: it goes to the dead-letter output instead of
 //! reopening a window whose result was already published as final.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
 use carbonflow_core::{Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
 
@@ -45,25 +46,42 @@ struct Group {
     accumulator: GroupAccumulator,
     /// The output row currently published for this group, if any.
     published: Option<Row>,
+    /// Changed since it was last published.
+    dirty: bool,
 }
 
 /// The grouped aggregation core. Input: `(key, args)` where `args` holds one
 /// datum per aggregate followed by the row's event time (a TIMESTAMP, or NULL).
+///
+/// A key row is cloned only when its group is created and when the group
+/// first changes in an epoch, never per update.
 pub struct GroupedAggregate {
     name: String,
     specs: Vec<AggregateSpec>,
     window: Option<WindowKey>,
     groups: HashMap<Row, Group>,
-    dirty: HashSet<Row>,
-    /// Open windows by end, for completion and retirement.
-    by_window_end: BTreeMap<Millis, HashSet<Row>>,
+    /// Groups to publish at the end of this epoch.
+    to_publish: Vec<Row>,
+    /// Groups by window end, for completion (`EMIT FINAL`) and retirement.
+    by_window_end: BTreeMap<Millis, Vec<Row>>,
+    /// The watermark up to which window completions were handled.
+    completed_through: Millis,
     scratch: Vec<Datum>,
 }
 
 impl GroupedAggregate {
     /// A core for these aggregates; `window` when grouped by a window TVF's bounds.
     pub fn new(name: impl Into<String>, specs: Vec<AggregateSpec>, window: Option<WindowKey>) -> Self {
-        GroupedAggregate { name: name.into(), specs, window, groups: HashMap::new(), dirty: HashSet::new(), by_window_end: BTreeMap::new(), scratch: Vec::new() }
+        GroupedAggregate {
+            name: name.into(),
+            specs,
+            window,
+            groups: HashMap::new(),
+            to_publish: Vec::new(),
+            by_window_end: BTreeMap::new(),
+            completed_through: Millis::MIN,
+            scratch: Vec::new(),
+        }
     }
 
     /// How many groups hold state (bounded by the watermark for windows).
@@ -84,6 +102,10 @@ impl GroupedAggregate {
         watermark != Millis::MIN && watermark >= window_end - 1
     }
 
+    fn final_mode(&self) -> bool {
+        self.window.is_some_and(|w| w.emit == EmitMode::Final)
+    }
+
     /// Applies one change. Returns false (and changes nothing) when the row is late.
     pub fn update(&mut self, key: Row, args: &[Datum], diff: Diff, watermark: Millis) -> bool {
         let window_end = self.window_end(&key);
@@ -92,46 +114,56 @@ impl GroupedAggregate {
                 return false;
             }
         }
+        // With EMIT FINAL an incomplete window is published when it completes, not now.
+        let publish_now = !self.final_mode() || window_end.is_some_and(|end| Self::is_complete(end, watermark));
         let (values, time) = args.split_at(args.len() - 1);
         let event_time = time[0].as_timestamp().unwrap_or(Millis::MIN);
-        let specs = &self.specs;
-        let group = self.groups.entry(key.clone()).or_insert_with(|| Group { accumulator: GroupAccumulator::new(specs), published: None });
+        let group = match self.groups.entry(key) {
+            Entry::Occupied(mut entry) => {
+                if !entry.get().dirty {
+                    entry.get_mut().dirty = true;
+                    if publish_now {
+                        self.to_publish.push(entry.key().clone());
+                    }
+                }
+                entry.into_mut()
+            }
+            Entry::Vacant(entry) => {
+                if let Some(end) = window_end {
+                    self.by_window_end.entry(end).or_default().push(entry.key().clone());
+                }
+                if publish_now {
+                    self.to_publish.push(entry.key().clone());
+                }
+                entry.insert(Group { accumulator: GroupAccumulator::new(&self.specs), published: None, dirty: true })
+            }
+        };
         group.accumulator.update(values, event_time, diff);
-        if let Some(end) = window_end {
-            self.by_window_end.entry(end).or_default().insert(key.clone());
-        }
-        self.dirty.insert(key);
         true
     }
 
     /// Emits what changed and retires windows behind the watermark.
     pub fn advance(&mut self, watermark: Millis, output: &mut Vec<(Row, Diff)>) {
-        let final_mode = self.window.is_some_and(|w| w.emit == EmitMode::Final);
-        let dirty: Vec<Row> = self.dirty.drain().collect();
-        let mut still_dirty = Vec::new();
-        for key in dirty {
-            let complete = self.window_end(&key).is_none_or(|end| Self::is_complete(end, watermark));
-            if final_mode && !complete {
-                still_dirty.push(key);
-                continue;
-            }
+        let mut keys = std::mem::take(&mut self.to_publish);
+        if self.final_mode() && watermark != Millis::MIN && watermark > self.completed_through {
+            // Windows completing now (end - 1 newly at or below the watermark) publish their changed groups.
+            let newly_complete = self.by_window_end.range(self.completed_through.saturating_add(2)..=watermark.saturating_add(1));
+            keys.extend(newly_complete.flat_map(|(_, keys)| keys.iter().filter(|k| self.groups.get(*k).is_some_and(|g| g.dirty)).cloned()));
+        }
+        self.completed_through = self.completed_through.max(watermark);
+        for key in keys.drain(..) {
             self.publish(&key, output);
         }
-        self.dirty.extend(still_dirty);
-        if final_mode {
-            // Windows that just completed publish even if nothing changed this epoch.
-            let completed: Vec<Row> = self.by_window_end.range(..=watermark.saturating_add(1)).flat_map(|(end, keys)| keys.iter().filter(move |_| Self::is_complete(*end, watermark)).cloned()).collect();
-            for key in completed {
-                if self.dirty.remove(&key) {
-                    self.publish(&key, output);
-                }
-            }
-        }
+        self.to_publish = keys;
         self.retire(watermark);
     }
 
     fn publish(&mut self, key: &Row, output: &mut Vec<(Row, Diff)>) {
         let Some(group) = self.groups.get_mut(key) else { return };
+        if !group.dirty {
+            return;
+        }
+        group.dirty = false;
         let next = if group.accumulator.row_count() > 0 {
             self.scratch.clear();
             self.scratch.extend(key.iter().cloned());
@@ -163,7 +195,6 @@ impl GroupedAggregate {
                 break;
             }
             for key in self.by_window_end.remove(&end).unwrap_or_default() {
-                self.dirty.remove(&key);
                 self.groups.remove(&key);
             }
         }
@@ -192,5 +223,84 @@ impl TimedCore for GroupedAggregate {
 
     fn on_epoch_end(&mut self, _epoch: Epoch, context: &mut CoreContext) {
         self.advance(context.watermark, context.output);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::AggregateFunction;
+    use carbonflow_core::DataType;
+
+    fn sum_core(emit: EmitMode, allowed_lateness: Millis) -> GroupedAggregate {
+        let specs = vec![AggregateSpec::new(AggregateFunction::Sum, DataType::Int)];
+        GroupedAggregate::new("test", specs, Some(WindowKey { end: 1, allowed_lateness, emit }))
+    }
+
+    fn key(end: Millis) -> Row {
+        Row::new(vec![Datum::string("A"), Datum::Timestamp(end)])
+    }
+
+    fn args(value: i64) -> Vec<Datum> {
+        vec![Datum::Int(value), Datum::Null]
+    }
+
+    fn row(end: Millis, sum: i64) -> Row {
+        Row::new(vec![Datum::string("A"), Datum::Timestamp(end), Datum::Int(sum)])
+    }
+
+    #[test]
+    fn emit_final_waits_for_the_watermark_then_corrects_within_lateness() {
+        let mut core = sum_core(EmitMode::Final, 10_000);
+        let mut out = Vec::new();
+        assert!(core.update(key(60_000), &args(5), 1, Millis::MIN));
+        assert!(core.update(key(60_000), &args(7), 1, Millis::MIN));
+        core.advance(59_998, &mut out);
+        assert!(out.is_empty(), "incomplete window must not emit: {out:?}");
+        core.advance(59_999, &mut out);
+        assert_eq!(out, vec![(row(60_000, 12), 1)]);
+        out.clear();
+        // A late row inside the allowed lateness corrects the published result.
+        assert!(core.update(key(60_000), &args(1), 1, 59_999));
+        core.advance(65_000, &mut out);
+        assert_eq!(out, vec![(row(60_000, 12), -1), (row(60_000, 13), 1)]);
+        out.clear();
+        // Past end - 1 + lateness the window is retired: state gone, row late.
+        core.advance(69_999, &mut out);
+        assert_eq!(core.groups(), 0);
+        assert!(!core.update(key(60_000), &args(1), 1, 69_999));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn emit_changes_publishes_every_epoch_and_retracts_emptied_groups() {
+        let mut core = sum_core(EmitMode::Changes, 0);
+        let mut out = Vec::new();
+        core.update(key(60_000), &args(5), 1, Millis::MIN);
+        core.advance(Millis::MIN, &mut out);
+        assert_eq!(out, vec![(row(60_000, 5), 1)]);
+        out.clear();
+        core.update(key(60_000), &args(5), -1, Millis::MIN);
+        core.advance(Millis::MIN, &mut out);
+        assert_eq!(out, vec![(row(60_000, 5), -1)], "a group with no rows has no output row");
+        out.clear();
+        // Several changes in one epoch publish once.
+        core.update(key(60_000), &args(2), 1, Millis::MIN);
+        core.update(key(60_000), &args(3), 1, Millis::MIN);
+        core.advance(Millis::MIN, &mut out);
+        assert_eq!(out, vec![(row(60_000, 5), 1)]);
+    }
+
+    #[test]
+    fn plain_group_by_forgets_empty_groups() {
+        let specs = vec![AggregateSpec::new(AggregateFunction::CountStar, DataType::Int)];
+        let mut core = GroupedAggregate::new("test", specs, None);
+        let mut out = Vec::new();
+        core.update(Row::new(vec![Datum::string("A")]), &[Datum::Null, Datum::Null], 1, Millis::MIN);
+        core.advance(Millis::MIN, &mut out);
+        core.update(Row::new(vec![Datum::string("A")]), &[Datum::Null, Datum::Null], -1, Millis::MIN);
+        core.advance(Millis::MAX, &mut out);
+        assert_eq!(core.groups(), 0);
+        assert_eq!(out.len(), 2);
     }
 }
