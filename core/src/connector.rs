@@ -38,7 +38,10 @@ impl ConnectorConfig {
     /// an error rather than silently ignored.
     pub fn reject_unknown_options(&self, known: &[&str]) -> Result<(), OptionError> {
         match self.options.keys().find(|key| key.as_str() != "connector" && !known.contains(&key.as_str())) {
-            Some(key) => Err(OptionError::Unknown { key: key.clone(), known: known.iter().map(|k| (*k).to_owned()).collect() }),
+            Some(key) => Err(OptionError::Unknown {
+                key: key.clone(),
+                known: known.iter().map(|k| (*k).to_owned()).collect(),
+            }),
             None => Ok(()),
         }
     }
@@ -47,18 +50,23 @@ impl ConnectorConfig {
     pub fn parsed<T>(&self, key: &str, expected: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<Option<T>, OptionError> {
         match self.option(key) {
             None => Ok(None),
-            Some(text) => parse(text).map(Some).ok_or_else(|| OptionError::Invalid { key: key.into(), value: text.into(), expected: expected.into() }),
+            Some(text) => parse(text).map(Some).ok_or_else(|| OptionError::Invalid {
+                key: key.into(),
+                value: text.into(),
+                expected: expected.into(),
+            }),
         }
     }
 
     /// A boolean option (`'true'`/`'false'`), with its default.
     pub fn flag(&self, key: &str, default: bool) -> Result<bool, OptionError> {
-        Ok(self.parsed(key, "boolean ('true' or 'false')", |text| match text.to_ascii_lowercase().as_str() {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => None,
-        })?
-        .unwrap_or(default))
+        Ok(self
+            .parsed(key, "boolean ('true' or 'false')", |text| match text.to_ascii_lowercase().as_str() {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            })?
+            .unwrap_or(default))
     }
 }
 
@@ -110,7 +118,10 @@ pub enum OptionError {
 impl OptionError {
     /// The error for an unknown `connector` value.
     pub fn unknown_connector(name: &str, known: &[&str]) -> Self {
-        OptionError::UnknownConnector { name: name.into(), known: known.iter().map(|k| (*k).to_owned()).collect() }
+        OptionError::UnknownConnector {
+            name: name.into(),
+            known: known.iter().map(|k| (*k).to_owned()).collect(),
+        }
     }
 
     /// The option this error is about, so the SQL front end can point at it.

@@ -195,7 +195,11 @@ pub fn format_double(value: f64) -> String {
         // Rust's `{:e}` gives the shortest round-trip mantissa: `1.5e-5`.
         let text = format!("{value:e}");
         let (mantissa, exponent) = text.split_once('e').expect("exponent form");
-        let mantissa = if mantissa.contains('.') { mantissa.to_owned() } else { format!("{mantissa}.0") };
+        let mantissa = if mantissa.contains('.') {
+            mantissa.to_owned()
+        } else {
+            format!("{mantissa}.0")
+        };
         format!("{mantissa}E{exponent}")
     }
 }

@@ -48,6 +48,14 @@ pub struct DeadLetter {
 
 impl fmt::Display for DeadLetter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} [{}] at {}: {} | {}", self.origin, self.reason.as_str(), self.position, self.detail, self.record)
+        write!(
+            f,
+            "{} [{}] at {}: {} | {}",
+            self.origin,
+            self.reason.as_str(),
+            self.position,
+            self.detail,
+            self.record
+        )
     }
 }

@@ -26,7 +26,10 @@ impl Default for Interner {
 impl Interner {
     /// An interner that remembers at most `capacity` distinct strings.
     pub fn with_capacity(capacity: usize) -> Self {
-        Interner { seen: HashSet::new(), capacity }
+        Interner {
+            seen: HashSet::new(),
+            capacity,
+        }
     }
 
     /// The shared copy of `text`.

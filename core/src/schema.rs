@@ -79,7 +79,11 @@ pub struct Field {
 impl Field {
     /// A nullable column.
     pub fn new(name: impl Into<String>, data_type: DataType) -> Self {
-        Field { name: name.into(), data_type, nullable: true }
+        Field {
+            name: name.into(),
+            data_type,
+            nullable: true,
+        }
     }
 }
 

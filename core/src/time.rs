@@ -55,7 +55,9 @@ fn parse_canonical(bytes: &[u8]) -> Option<Millis> {
         return None;
     }
     let number = |range: std::ops::Range<usize>| -> Option<u32> {
-        bytes[range].iter().try_fold(0u32, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0')))
+        bytes[range]
+            .iter()
+            .try_fold(0u32, |acc, &b| b.is_ascii_digit().then(|| acc * 10 + u32::from(b - b'0')))
     };
     let date = NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)?;
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);

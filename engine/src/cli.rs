@@ -74,10 +74,17 @@ pub fn check_text(text: &str) -> Result<Program, SqlError> {
         for key in crate::runtime::ENGINE_TABLE_OPTIONS {
             if let Some(value) = config.option(key) {
                 if role == TableRole::Sink {
-                    return Err(carbonflow_core::OptionError::Unknown { key: (*key).to_owned(), known: vec!["(only for source tables)".into()] });
+                    return Err(carbonflow_core::OptionError::Unknown {
+                        key: (*key).to_owned(),
+                        known: vec!["(only for source tables)".into()],
+                    });
                 }
                 if crate::plan::bind::parse_duration(value).is_none() {
-                    return Err(carbonflow_core::OptionError::Invalid { key: (*key).to_owned(), value: value.to_owned(), expected: "duration like '2 h'".into() });
+                    return Err(carbonflow_core::OptionError::Invalid {
+                        key: (*key).to_owned(),
+                        value: value.to_owned(),
+                        expected: "duration like '2 h'".into(),
+                    });
                 }
             }
         }
@@ -95,7 +102,13 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { file } => match load(&file) {
             Ok(program) => {
-                println!("{}: ok ({} tables, {} views, {} outputs)", file.display(), program.tables.len(), program.views.len(), program.outputs.len());
+                println!(
+                    "{}: ok ({} tables, {} views, {} outputs)",
+                    file.display(),
+                    program.tables.len(),
+                    program.views.len(),
+                    program.outputs.len()
+                );
                 ExitCode::SUCCESS
             }
             Err(LoadError(text)) => {
@@ -113,7 +126,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Run { file, workers, batch_size, dead_letter, no_progress } => {
+        Command::Run {
+            file,
+            workers,
+            batch_size,
+            dead_letter,
+            no_progress,
+        } => {
             let program = match load(&file) {
                 Ok(program) => program,
                 Err(LoadError(text)) => {
@@ -130,7 +149,13 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
                 eprintln!("\nstopping: draining the dataflow and finishing the sinks (Ctrl-C again to quit at once)");
             });
-            let options = RunOptions { workers, batch_size: batch_size.max(1), dead_letter_path: dead_letter, show_progress: !no_progress, stop };
+            let options = RunOptions {
+                workers,
+                batch_size: batch_size.max(1),
+                dead_letter_path: dead_letter,
+                show_progress: !no_progress,
+                stop,
+            };
             match crate::runtime::run(Arc::new(program), options) {
                 Ok(summary) => {
                     let dead = summary.dead_letter_total();

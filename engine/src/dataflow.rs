@@ -67,10 +67,24 @@ struct Builder<'s, 'p> {
 }
 
 /// Builds the dataflow of `program` in `scope`.
-pub fn build<'s>(scope: Scope<'s, Epoch>, program: &Program, dead_letters: DeadLetters, make_sink: SinkFactory, failure: Arc<RunFailureSlot>) -> Result<DataflowHandles, RunFailure> {
+pub fn build<'s>(
+    scope: Scope<'s, Epoch>,
+    program: &Program,
+    dead_letters: DeadLetters,
+    make_sink: SinkFactory,
+    failure: Arc<RunFailureSlot>,
+) -> Result<DataflowHandles, RunFailure> {
     let (watermark_input, watermark_stream) = scope.new_input::<Vec<WatermarkUpdate>>();
     let watermarks = watermark_stream.broadcast();
-    let mut builder = Builder { scope, program, watermarks, tables: BTreeMap::new(), inputs: BTreeMap::new(), views: BTreeMap::new(), dead_letters };
+    let mut builder = Builder {
+        scope,
+        program,
+        watermarks,
+        tables: BTreeMap::new(),
+        inputs: BTreeMap::new(),
+        views: BTreeMap::new(),
+        dead_letters,
+    };
     let probe = ProbeHandle::new();
     for output in &program.outputs {
         let collection = builder.plan(&output.plan);
@@ -80,11 +94,29 @@ pub fn build<'s>(scope: Scope<'s, Epoch>, program: &Program, dead_letters: DeadL
             OutputTarget::Print => "select".to_owned(),
         };
         let tables = watermark_tables(&output.plan);
-        let core = SinkCore { sink, buffer: Vec::new(), failure: failure.clone(), name: name.clone() };
+        let core = SinkCore {
+            sink,
+            buffer: Vec::new(),
+            failure: failure.clone(),
+            name: name.clone(),
+        };
         let dead_letters = builder.dead_letters.clone();
-        timed_operator(collection.inner, builder.watermarks.clone(), |_| 0, tables, &format!("Sink[{name}]"), core, move |letter| dead_letters.push(letter)).probe_with(&probe);
+        timed_operator(
+            collection.inner,
+            builder.watermarks.clone(),
+            |_| 0,
+            tables,
+            &format!("Sink[{name}]"),
+            core,
+            move |letter| dead_letters.push(letter),
+        )
+        .probe_with(&probe);
     }
-    Ok(DataflowHandles { inputs: builder.inputs, watermarks: watermark_input, probe })
+    Ok(DataflowHandles {
+        inputs: builder.inputs,
+        watermarks: watermark_input,
+        probe,
+    })
 }
 
 fn watermark_tables(plan: &Plan) -> BTreeSet<u32> {
@@ -143,7 +175,13 @@ impl<'s> Builder<'s, '_> {
                     })
                 })
             }
-            Node::Aggregate { input, keys, aggregates, window, emit } => {
+            Node::Aggregate {
+                input,
+                keys,
+                aggregates,
+                window,
+                emit,
+            } => {
                 let rowtime = input.rowtime;
                 let input = self.plan(input);
                 let keyed = keyed_arguments(input, keys.clone(), aggregates, rowtime, self.dead_letters.clone());
@@ -158,15 +196,33 @@ impl<'s> Builder<'s, '_> {
                 let tables = if window.is_some() { watermark_tables(plan) } else { BTreeSet::new() };
                 self.keyed(keyed, tables, name, core)
             }
-            Node::SessionAggregate { input, partition, time_column, gap, aggregates, emit } => {
+            Node::SessionAggregate {
+                input,
+                partition,
+                time_column,
+                gap,
+                aggregates,
+                emit,
+            } => {
                 let input = self.plan(input);
                 let keys = partition.iter().map(|c| Expr::Column(*c)).collect();
                 let keyed = keyed_arguments(input, keys, aggregates, Some(*time_column), self.dead_letters.clone());
                 let emit = if *emit == Emit::Final { EmitMode::Final } else { EmitMode::Changes };
-                let core = SessionAggregate::new("SessionWindowAggregate", *gap, aggregates.iter().map(|a| a.spec).collect(), self.program.allowed_lateness, emit);
+                let core = SessionAggregate::new(
+                    "SessionWindowAggregate",
+                    *gap,
+                    aggregates.iter().map(|a| a.spec).collect(),
+                    self.program.allowed_lateness,
+                    emit,
+                );
                 self.keyed(keyed, watermark_tables(plan), "SessionWindowAggregate", core)
             }
-            Node::Join { left, right, left_keys, right_keys } => {
+            Node::Join {
+                left,
+                right,
+                left_keys,
+                right_keys,
+            } => {
                 let left = self.plan(left);
                 let right = self.plan(right);
                 let (left_keys, right_keys) = (left_keys.clone(), right_keys.clone());
@@ -188,9 +244,24 @@ impl<'s> Builder<'s, '_> {
         }
     }
 
-    fn keyed<C: TimedCore<Input = (Row, Row)>>(&self, keyed: VecCollection<'s, Epoch, (Row, Row), Diff>, tables: BTreeSet<u32>, name: &str, core: C) -> Collection<'s> {
+    fn keyed<C: TimedCore<Input = (Row, Row)>>(
+        &self,
+        keyed: VecCollection<'s, Epoch, (Row, Row), Diff>,
+        tables: BTreeSet<u32>,
+        name: &str,
+        core: C,
+    ) -> Collection<'s> {
         let dead_letters = self.dead_letters.clone();
-        timed_operator(keyed.inner, self.watermarks.clone(), |(key, _)| route_hash(key), tables, name, core, move |letter| dead_letters.push(letter)).as_collection()
+        timed_operator(
+            keyed.inner,
+            self.watermarks.clone(),
+            |(key, _)| route_hash(key),
+            tables,
+            name,
+            core,
+            move |letter| dead_letters.push(letter),
+        )
+        .as_collection()
     }
 
     fn table(&mut self, index: usize) -> Collection<'s> {
@@ -206,7 +277,11 @@ impl<'s> Builder<'s, '_> {
                 let keyed = collection.map(move |row| (row.project(&key), row));
                 let retention = upsert_retention(&table.connector);
                 let core = Upsert::new(table.name(), table.watermark.map(|w| w.column), retention);
-                let tables = if table.watermark.is_some() { BTreeSet::from([index as u32]) } else { BTreeSet::new() };
+                let tables = if table.watermark.is_some() {
+                    BTreeSet::from([index as u32])
+                } else {
+                    BTreeSet::new()
+                };
                 self.keyed(keyed, tables, "Upsert", core)
             }
             None => collection,
@@ -218,16 +293,28 @@ impl<'s> Builder<'s, '_> {
 
 /// The `'upsert.retention'` option of a primary-key table (checked by the binder).
 pub fn upsert_retention(connector: &ConnectorConfig) -> Millis {
-    connector.option("upsert.retention").and_then(crate::plan::bind::parse_duration).unwrap_or(DEFAULT_UPSERT_RETENTION)
+    connector
+        .option("upsert.retention")
+        .and_then(crate::plan::bind::parse_duration)
+        .unwrap_or(DEFAULT_UPSERT_RETENTION)
 }
 
 /// Maps rows to `(group key, aggregate arguments ++ [event time])`.
-fn keyed_arguments<'s>(input: Collection<'s>, keys: Vec<Expr>, aggregates: &[AggregateCall], rowtime: Option<usize>, dead_letters: DeadLetters) -> VecCollection<'s, Epoch, (Row, Row), Diff> {
+fn keyed_arguments<'s>(
+    input: Collection<'s>,
+    keys: Vec<Expr>,
+    aggregates: &[AggregateCall],
+    rowtime: Option<usize>,
+    dead_letters: DeadLetters,
+) -> VecCollection<'s, Epoch, (Row, Row), Diff> {
     let args: Vec<Option<Expr>> = aggregates.iter().map(|a| a.arg.clone()).collect();
     input.flat_map(move |row| {
         let evaluated = (|| -> Result<(Row, Row), crate::plan::expr::EvalError> {
             let key = keys.iter().map(|k| k.eval(&row)).collect::<Result<Row, _>>()?;
-            let mut values = args.iter().map(|a| a.as_ref().map_or(Ok(Datum::Null), |e| e.eval(&row))).collect::<Result<Vec<_>, _>>()?;
+            let mut values = args
+                .iter()
+                .map(|a| a.as_ref().map_or(Ok(Datum::Null), |e| e.eval(&row)))
+                .collect::<Result<Vec<_>, _>>()?;
             values.push(rowtime.map_or(Datum::Null, |t| row.get(t).clone()));
             Ok((key, Row::new(values)))
         })();
@@ -242,7 +329,13 @@ fn keyed_arguments<'s>(input: Collection<'s>, keys: Vec<Expr>, aggregates: &[Agg
 }
 
 fn eval_failure(operator: &str, row: &Row, detail: &str) -> DeadLetter {
-    DeadLetter { origin: operator.to_owned(), reason: DeadLetterReason::Eval, detail: detail.to_owned(), position: "expression".into(), record: row.to_string() }
+    DeadLetter {
+        origin: operator.to_owned(),
+        reason: DeadLetterReason::Eval,
+        detail: detail.to_owned(),
+        position: "expression".into(),
+        record: row.to_string(),
+    }
 }
 
 /// The first failure of a run, shared by the workers so every one of them stops.
@@ -278,7 +371,10 @@ struct SinkCore {
 impl SinkCore {
     fn check(&mut self, result: Result<(), carbonflow_sinks::SinkError>) {
         if let Err(error) = result {
-            self.failure.set(RunFailure::Sink { sink: self.name.clone(), message: error.to_string() });
+            self.failure.set(RunFailure::Sink {
+                sink: self.name.clone(),
+                message: error.to_string(),
+            });
             self.sink = None;
         }
     }
@@ -313,4 +409,3 @@ impl TimedCore for SinkCore {
         }
     }
 }
-

@@ -30,7 +30,13 @@ pub fn dataflow(program: &Program) -> String {
 
 fn describe(program: &Program, plan: &Plan, depth: usize, out: &mut String) {
     let indent = "  ".repeat(depth);
-    let watermarks = || plan.watermark_tables.iter().map(|t| program.tables[*t].name().to_owned()).collect::<Vec<_>>().join(", ");
+    let watermarks = || {
+        plan.watermark_tables
+            .iter()
+            .map(|t| program.tables[*t].name().to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let how = match &plan.node {
         Node::TableScan { .. } | Node::ViewScan { .. } => "collection (shared by every reader)".to_owned(),
         Node::Filter { .. } | Node::Project { .. } => "flat_map [pipelined, no exchange]".to_owned(),

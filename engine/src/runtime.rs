@@ -81,7 +81,13 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { workers: 1, batch_size: 4096, dead_letter_path: None, show_progress: false, stop: Arc::new(AtomicBool::new(false)) }
+        RunOptions {
+            workers: 1,
+            batch_size: 4096,
+            dead_letter_path: None,
+            show_progress: false,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
     }
 }
 
@@ -122,12 +128,20 @@ impl DeadLetters {
     pub fn new(path: Option<&Path>) -> Result<Self, RunFailure> {
         let file = match path {
             Some(path) => {
-                let file = File::create(path).map_err(|e| RunFailure::DeadLetterOutput { path: path.display().to_string(), message: e.to_string() })?;
+                let file = File::create(path).map_err(|e| RunFailure::DeadLetterOutput {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
                 Some((path.display().to_string(), BufWriter::new(file)))
             }
             None => None,
         };
-        Ok(DeadLetters(Arc::new(Mutex::new(DeadLetterState { file, counts: BTreeMap::new(), shown_on_stderr: 0, error: None }))))
+        Ok(DeadLetters(Arc::new(Mutex::new(DeadLetterState {
+            file,
+            counts: BTreeMap::new(),
+            shown_on_stderr: 0,
+            error: None,
+        }))))
     }
 
     /// Counts a dead letter and writes it out.
@@ -136,7 +150,9 @@ impl DeadLetters {
         *state.counts.entry((letter.origin.clone(), letter.reason.as_str().to_owned())).or_default() += 1;
         match &mut state.file {
             Some((path, writer)) => {
-                let written = serde_json::to_writer(&mut *writer, &letter).map_err(|e| e.to_string()).and_then(|()| writer.write_all(b"\n").map_err(|e| e.to_string()));
+                let written = serde_json::to_writer(&mut *writer, &letter)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| writer.write_all(b"\n").map_err(|e| e.to_string()));
                 if let Err(message) = written {
                     let path = path.clone();
                     state.error.get_or_insert(RunFailure::DeadLetterOutput { path, message });
@@ -220,9 +236,17 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
             match target {
                 OutputTarget::Table(table) => {
                     let config = connector_view(&program.tables[*table].connector);
-                    carbonflow_sinks::create_sink(&config).map_err(|e| RunFailure::Sink { sink: config.table.clone(), message: e.to_string() })
+                    carbonflow_sinks::create_sink(&config).map_err(|e| RunFailure::Sink {
+                        sink: config.table.clone(),
+                        message: e.to_string(),
+                    })
                 }
-                OutputTarget::Print => Ok(Box::new(carbonflow_sinks::print::PrintSink::to_writer(&print_config(), Box::new(std::io::stdout())).map_err(|e| RunFailure::Sink { sink: "select".into(), message: e.to_string() })?)),
+                OutputTarget::Print => Ok(Box::new(
+                    carbonflow_sinks::print::PrintSink::to_writer(&print_config(), Box::new(std::io::stdout())).map_err(|e| RunFailure::Sink {
+                        sink: "select".into(),
+                        message: e.to_string(),
+                    })?,
+                )),
             }
         };
         let built = worker.dataflow::<Epoch, _, _>(|scope| build(scope, program, worker_dead_letters.clone(), &make_sink, worker_failure.clone()));
@@ -233,7 +257,10 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
                 return;
             }
         };
-        let context = SourceContext { worker_index: worker.index(), peers: worker.peers() };
+        let context = SourceContext {
+            worker_index: worker.index(),
+            peers: worker.peers(),
+        };
         let mut sources = Vec::new();
         for &table in handles.inputs.keys() {
             let declaration = &program.tables[table];
@@ -250,7 +277,10 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
                     max_event_time: None,
                     reported: None,
                 }),
-                Err(error) => worker_failure.set(RunFailure::Source { table: config.table.clone(), message: error.to_string() }),
+                Err(error) => worker_failure.set(RunFailure::Source {
+                    table: config.table.clone(),
+                    message: error.to_string(),
+                }),
             }
         }
         let mut batch = SourceBatch::default();
@@ -269,7 +299,10 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
                 let status = match state.source.poll(&mut batch, options.batch_size) {
                     Ok(status) => status,
                     Err(error) => {
-                        worker_failure.set(RunFailure::Source { table: state.name.clone(), message: error.to_string() });
+                        worker_failure.set(RunFailure::Source {
+                            table: state.name.clone(),
+                            message: error.to_string(),
+                        });
                         SourceStatus::Finished
                     }
                 };
@@ -292,7 +325,11 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
                 let watermark = state.watermark();
                 if state.reported != Some(watermark) {
                     state.reported = Some(watermark);
-                    handles.watermarks.send(WatermarkUpdate { table: state.table as u32, instance: context.worker_index as u32, watermark });
+                    handles.watermarks.send(WatermarkUpdate {
+                        table: state.table as u32,
+                        instance: context.worker_index as u32,
+                        watermark,
+                    });
                 }
             }
             if sources.iter().all(|s| s.finished) {
@@ -313,7 +350,10 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
             } else {
                 worker.step_or_park(Some(Duration::from_millis(1)));
             }
-            if let Some(bar) = worker_progress.as_ref().filter(|_| context.worker_index == 0 && last_progress.elapsed() > Duration::from_millis(100)) {
+            if let Some(bar) = worker_progress
+                .as_ref()
+                .filter(|_| context.worker_index == 0 && last_progress.elapsed() > Duration::from_millis(100))
+            {
                 last_progress = Instant::now();
                 update_progress(bar, &sources, worker_rows.load(Ordering::Relaxed));
             }
@@ -341,12 +381,21 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
     if let Some(error) = failure.take() {
         return Err(error);
     }
-    Ok(RunSummary { rows_read: rows_read.load(Ordering::Relaxed), dead_letters: counts, elapsed: started.elapsed() })
+    Ok(RunSummary {
+        rows_read: rows_read.load(Ordering::Relaxed),
+        dead_letters: counts,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// The print sink of a bare SELECT.
 fn print_config() -> ConnectorConfig {
-    ConnectorConfig { table: "select".into(), schema: Default::default(), event_time_column: None, options: BTreeMap::from([("connector".to_owned(), "print".to_owned())]) }
+    ConnectorConfig {
+        table: "select".into(),
+        schema: Default::default(),
+        event_time_column: None,
+        options: BTreeMap::from([("connector".to_owned(), "print".to_owned())]),
+    }
 }
 
 fn progress_bar() -> indicatif::ProgressBar {
@@ -356,7 +405,10 @@ fn progress_bar() -> indicatif::ProgressBar {
 }
 
 fn update_progress(bar: &indicatif::ProgressBar, sources: &[SourceState], rows: u64) {
-    let (done, total) = sources.iter().filter_map(|s| s.source.progress()).fold((0, 0), |(d, t), p| (d + p.done, t + p.total.unwrap_or(0)));
+    let (done, total) = sources
+        .iter()
+        .filter_map(|s| s.source.progress())
+        .fold((0, 0), |(d, t), p| (d + p.done, t + p.total.unwrap_or(0)));
     if total > 0 {
         bar.set_length(total);
         bar.set_position(done);

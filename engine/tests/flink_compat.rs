@@ -65,7 +65,15 @@ fn flink_file(dir: &Path, window: &str) -> String {
 
 fn run_file(sql: &str, workers: usize, batch_size: usize) -> carbonflow::runtime::RunSummary {
     let program = check_text(sql).unwrap_or_else(|e| panic!("{}", e.render("test.sql", sql)));
-    run(Arc::new(program), RunOptions { workers, batch_size, ..RunOptions::default() }).expect("the run succeeds")
+    run(
+        Arc::new(program),
+        RunOptions {
+            workers,
+            batch_size,
+            ..RunOptions::default()
+        },
+    )
+    .expect("the run succeeds")
 }
 
 fn read_sorted(path: &Path) -> Vec<String> {
@@ -93,15 +101,27 @@ fn tumble_matches_flink_with_any_worker_count() {
         let summary = run_file(&sql, workers, 1);
         assert_eq!(read_sorted(&dir.path().join("result.csv")), flink, "{workers} workers");
         assert_eq!(summary.rows_read, 10);
-        assert_eq!(summary.dead_letters.get(&("ticks".into(), "parse".into())), Some(&1), "the malformed row is counted");
-        assert_eq!(summary.dead_letters.get(&("WindowAggregate".into(), "late".into())), Some(&1), "the late row is counted");
+        assert_eq!(
+            summary.dead_letters.get(&("ticks".into(), "parse".into())),
+            Some(&1),
+            "the malformed row is counted"
+        );
+        assert_eq!(
+            summary.dead_letters.get(&("WindowAggregate".into(), "late".into())),
+            Some(&1),
+            "the late row is counted"
+        );
     }
 }
 
 #[test]
 fn hop_matches_flink() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ticks.csv"), "A,2024-01-01 00:00:10.000,1.0,1\nA,2024-01-01 00:00:40.000,3.0,1\nA,2024-01-01 00:01:10.000,5.0,1\n").unwrap();
+    std::fs::write(
+        dir.path().join("ticks.csv"),
+        "A,2024-01-01 00:00:10.000,1.0,1\nA,2024-01-01 00:00:40.000,3.0,1\nA,2024-01-01 00:01:10.000,5.0,1\n",
+    )
+    .unwrap();
     let sql = flink_file(dir.path(), "HOP(TABLE ticks, DESCRIPTOR(ts), INTERVAL '30' SECONDS, INTERVAL '1' MINUTES)");
     run_file(&sql, 2, 1);
     assert_eq!(
@@ -120,7 +140,11 @@ fn a_revision_corrects_every_window_holding_it() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("ticks.csv");
     // The tick at 00:00:30 is published at 10.0, then revised to 40.0.
-    std::fs::write(&input, "A,2024-01-01 00:00:10.000,20.0\nA,2024-01-01 00:00:30.000,10.0\nA,2024-01-01 00:00:50.000,30.0\nA,2024-01-01 00:00:30.000,40.0\n").unwrap();
+    std::fs::write(
+        &input,
+        "A,2024-01-01 00:00:10.000,20.0\nA,2024-01-01 00:00:30.000,10.0\nA,2024-01-01 00:00:50.000,30.0\nA,2024-01-01 00:00:30.000,40.0\n",
+    )
+    .unwrap();
     let sql = format!(
         "CREATE TABLE ticks (node STRING, ts TIMESTAMP(3), price DOUBLE,
             PRIMARY KEY (node, ts) NOT ENFORCED,
@@ -162,10 +186,26 @@ fn bad_queries_name_line_and_column() {
 
     let cases = [
         ("SELECT * FROM nowhere", "unknown table 'nowhere'", (1, 15)),
-        ("CREATE TABLE t (a INT) WITH ('connector' = 'filesystem', 'path' = 'x', 'format' = 'csv', 'csv.delimiter' = ';');\nSELECT a FROM t", "unknown option 'csv.delimiter'", (1, 90)),
-        ("CREATE TABLE t (a INT, b STRING) WITH ('connector' = 'filesystem', 'path' = 'x', 'format' = 'csv');\nSELECT a + b FROM t", "operator + does not apply to BIGINT and STRING", (2, 8)),
-        ("CREATE TABLE t (a INT) WITH ('connector' = 'filesystem', 'path' = 'x', 'format' = 'csv');\nSELECT a FROM t ORDER BY a", "ORDER BY is not supported", (2, 26)),
-        ("CREATE TABLE t (a INT, ts TIMESTAMP(3)) WITH ('connector' = 'filesystem', 'path' = 'x', 'format' = 'csv');\nSELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))", "'ts' is not a time attribute", (2, 37)),
+        (
+            "CREATE TABLE t (a INT) WITH ('connector' = 'filesystem', 'path' = 'x', 'format' = 'csv', 'csv.delimiter' = ';');\nSELECT a FROM t",
+            "unknown option 'csv.delimiter'",
+            (1, 90),
+        ),
+        (
+            "CREATE TABLE t (a INT, b STRING) WITH ('connector' = 'filesystem', 'path' = 'x', 'format' = 'csv');\nSELECT a + b FROM t",
+            "operator + does not apply to BIGINT and STRING",
+            (2, 8),
+        ),
+        (
+            "CREATE TABLE t (a INT) WITH ('connector' = 'filesystem', 'path' = 'x', 'format' = 'csv');\nSELECT a FROM t ORDER BY a",
+            "ORDER BY is not supported",
+            (2, 26),
+        ),
+        (
+            "CREATE TABLE t (a INT, ts TIMESTAMP(3)) WITH ('connector' = 'filesystem', 'path' = 'x', 'format' = 'csv');\nSELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MINUTE))",
+            "'ts' is not a time attribute",
+            (2, 37),
+        ),
     ];
     for (sql, message, (line, column)) in cases {
         let error = check_text(sql).unwrap_err();
@@ -179,7 +219,10 @@ fn the_binary_exits_non_zero_with_a_caret_on_a_bad_query() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.sql");
     std::fs::write(&file, "SELECT price FROM\n  ticks WHERE").unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_carbonflow")).args(["check", file.to_str().unwrap()]).output().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_carbonflow"))
+        .args(["check", file.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad.sql:2:"), "{stderr}");
@@ -222,7 +265,10 @@ fn session_windows_merge_and_emit_final_publishes_each_session_once() {
         let changes = dir.path().join("changes.csv");
         run_file(&sql("", &changes), workers, 1);
         let changelog = std::fs::read_to_string(&changes).unwrap();
-        assert!(changelog.contains("-D,A,2024-01-01 00:00:10.000,2024-01-01 00:00:50.000,2,3"), "EMIT CHANGES retracts the merged session:\n{changelog}");
+        assert!(
+            changelog.contains("-D,A,2024-01-01 00:00:10.000,2024-01-01 00:00:50.000,2,3"),
+            "EMIT CHANGES retracts the merged session:\n{changelog}"
+        );
         // Net of the changelog: the four final sessions.
         let mut net: std::collections::BTreeMap<String, i64> = Default::default();
         for line in changelog.lines() {
@@ -234,6 +280,10 @@ fn session_windows_merge_and_emit_final_publishes_each_session_once() {
 
         let finals = dir.path().join("final.csv");
         run_file(&sql("EMIT FINAL", &finals), workers, 1);
-        assert_eq!(read_sorted(&finals), final_rows, "EMIT FINAL publishes each complete session once, with {workers} workers");
+        assert_eq!(
+            read_sorted(&finals),
+            final_rows,
+            "EMIT FINAL publishes each complete session once, with {workers} workers"
+        );
     }
 }

@@ -35,15 +35,33 @@ fn sorted_lines(text: &str) -> Vec<&str> {
 #[test]
 fn shipped_queries_produce_their_golden_output() {
     let root = repo_root();
-    let mut queries: Vec<PathBuf> = std::fs::read_dir(root.join("queries")).expect("queries/").map(|e| e.expect("entry").path()).filter(|p| p.extension().is_some_and(|e| e == "sql")).collect();
+    let mut queries: Vec<PathBuf> = std::fs::read_dir(root.join("queries"))
+        .expect("queries/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
     queries.sort();
     assert!(queries.len() >= 4, "the quickstart, hub, peak and revision queries ship");
     for query in queries {
         let relative = query.strip_prefix(&root).expect("inside the repo").to_path_buf();
         let text = std::fs::read_to_string(&query).expect("readable");
-        let args: Vec<String> = text.lines().next().and_then(|l| l.strip_prefix("-- args:")).map(|a| a.split_whitespace().map(str::to_owned).collect()).unwrap_or_default();
-        let check = Command::new(env!("CARGO_BIN_EXE_carbonflow")).current_dir(&root).args(["check", relative.to_str().unwrap()]).output().unwrap();
-        assert!(check.status.success(), "check {}: {}", relative.display(), String::from_utf8_lossy(&check.stderr));
+        let args: Vec<String> = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("-- args:"))
+            .map(|a| a.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let check = Command::new(env!("CARGO_BIN_EXE_carbonflow"))
+            .current_dir(&root)
+            .args(["check", relative.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "check {}: {}",
+            relative.display(),
+            String::from_utf8_lossy(&check.stderr)
+        );
 
         let expected_path = root.join("queries/expected").join(query.file_stem().unwrap()).with_extension("out");
         let single = run(&relative, 1, &args);

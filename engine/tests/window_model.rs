@@ -30,7 +30,11 @@ fn ticks() -> impl Strategy<Value = Vec<Tick>> {
         raw.into_iter()
             .map(|(node, step, jitter, price)| {
                 clock += step;
-                Tick { node, second: (clock + jitter).max(0), price }
+                Tick {
+                    node,
+                    second: (clock + jitter).max(0),
+                    price,
+                }
             })
             .collect()
     })
@@ -63,7 +67,10 @@ fn engine(ticks: &[Tick], workers: usize, batch_size: usize, emit: &str) -> Vec<
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("ticks.csv");
     let output = dir.path().join("windows.csv");
-    let csv: String = ticks.iter().map(|t| format!("N{},{},{}\n", t.node, format_timestamp(BASE + t.second * 1000), t.price)).collect();
+    let csv: String = ticks
+        .iter()
+        .map(|t| format!("N{},{},{}\n", t.node, format_timestamp(BASE + t.second * 1000), t.price))
+        .collect();
     std::fs::write(&input, csv).unwrap();
     let sql = format!(
         "CREATE TABLE ticks (node STRING, ts TIMESTAMP(3), price BIGINT,
@@ -80,7 +87,15 @@ fn engine(ticks: &[Tick], workers: usize, batch_size: usize, emit: &str) -> Vec<
         output.display()
     );
     let program = check_text(&sql).unwrap();
-    let summary = run(Arc::new(program), RunOptions { workers, batch_size, ..RunOptions::default() }).unwrap();
+    let summary = run(
+        Arc::new(program),
+        RunOptions {
+            workers,
+            batch_size,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(summary.dead_letter_total(), 0);
     let mut lines: Vec<String> = std::fs::read_to_string(&output).unwrap().lines().map(str::to_owned).collect();
     lines.sort();

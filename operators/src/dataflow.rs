@@ -123,7 +123,11 @@ where
                     break;
                 }
                 let (capability, updates, reports) = entry.remove();
-                let mut context = CoreContext { watermark, output: &mut output, dead_letters: &mut rejected };
+                let mut context = CoreContext {
+                    watermark,
+                    output: &mut output,
+                    dead_letters: &mut rejected,
+                };
                 for (update, diff) in updates {
                     core.on_update(update, diff, &mut context);
                 }
@@ -139,7 +143,11 @@ where
                         .min()
                         .unwrap_or(Millis::MIN);
                 }
-                let mut context = CoreContext { watermark, output: &mut output, dead_letters: &mut rejected };
+                let mut context = CoreContext {
+                    watermark,
+                    output: &mut output,
+                    dead_letters: &mut rejected,
+                };
                 core.on_epoch_end(epoch, &mut context);
                 if !output.is_empty() {
                     out.session(&capability).give_iterator(output.drain(..).map(|(row, diff)| (row, epoch, diff)));

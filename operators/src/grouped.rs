@@ -135,7 +135,11 @@ impl GroupedAggregate {
                 if publish_now {
                     self.to_publish.push(entry.key().clone());
                 }
-                entry.insert(Group { accumulator: GroupAccumulator::new(&self.specs), published: None, dirty: true })
+                entry.insert(Group {
+                    accumulator: GroupAccumulator::new(&self.specs),
+                    published: None,
+                    dirty: true,
+                })
             }
         };
         group.accumulator.update(values, event_time, diff);
@@ -205,7 +209,11 @@ impl GroupedAggregate {
         DeadLetter {
             origin: self.name.clone(),
             reason: DeadLetterReason::Late,
-            detail: format!("window ending {} was already retired (watermark {})", self.window_end(key).map_or("?".into(), carbonflow_core::time::format_timestamp), carbonflow_core::time::format_timestamp(watermark)),
+            detail: format!(
+                "window ending {} was already retired (watermark {})",
+                self.window_end(key).map_or("?".into(), carbonflow_core::time::format_timestamp),
+                carbonflow_core::time::format_timestamp(watermark)
+            ),
             position: "event time".into(),
             record: key.to_string(),
         }
@@ -234,7 +242,15 @@ mod tests {
 
     fn sum_core(emit: EmitMode, allowed_lateness: Millis) -> GroupedAggregate {
         let specs = vec![AggregateSpec::new(AggregateFunction::Sum, DataType::Int)];
-        GroupedAggregate::new("test", specs, Some(WindowKey { end: 1, allowed_lateness, emit }))
+        GroupedAggregate::new(
+            "test",
+            specs,
+            Some(WindowKey {
+                end: 1,
+                allowed_lateness,
+                emit,
+            }),
+        )
     }
 
     fn key(end: Millis) -> Row {

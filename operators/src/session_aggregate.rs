@@ -41,7 +41,14 @@ impl SessionAggregate {
     /// A core for sessions separated by `gap`, accepting rows up to `allowed_lateness` behind the watermark.
     pub fn new(name: impl Into<String>, gap: Millis, specs: Vec<AggregateSpec>, allowed_lateness: Millis, emit: EmitMode) -> Self {
         let held = (emit == EmitMode::Final).then(HeldBack::default);
-        SessionAggregate { name: name.into(), sessions: SessionWindows::new(gap, specs), gap, allowed_lateness, changes: Vec::new(), held }
+        SessionAggregate {
+            name: name.into(),
+            sessions: SessionWindows::new(gap, specs),
+            gap,
+            allowed_lateness,
+            changes: Vec::new(),
+            held,
+        }
     }
 }
 

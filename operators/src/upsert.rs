@@ -30,7 +30,13 @@ impl Upsert {
     /// An upsert for `table`, evicting keys `retention` behind the watermark
     /// when rows have an event time.
     pub fn new(table: impl Into<String>, time_column: Option<usize>, retention: Millis) -> Self {
-        Upsert { table: table.into(), time_column, retention, current: HashMap::new(), by_time: BTreeMap::new() }
+        Upsert {
+            table: table.into(),
+            time_column,
+            retention,
+            current: HashMap::new(),
+            by_time: BTreeMap::new(),
+        }
     }
 
     /// How many keys are held.
@@ -113,7 +119,11 @@ mod tests {
 
     fn apply(core: &mut Upsert, updates: Vec<(Row, Row)>, watermark: Millis) -> (Vec<(Row, Diff)>, usize) {
         let (mut output, mut dead) = (Vec::new(), Vec::new());
-        let mut context = CoreContext { watermark, output: &mut output, dead_letters: &mut dead };
+        let mut context = CoreContext {
+            watermark,
+            output: &mut output,
+            dead_letters: &mut dead,
+        };
         for update in updates {
             core.on_update(update, 1, &mut context);
         }

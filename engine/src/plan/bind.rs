@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sqlparser::ast::{
-    self, BinaryOperator, CeilFloorKind, DataType as SqlType, Expr as Ast, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query, SelectItem, SetExpr, Spanned,
-    TableFactor, UnaryOperator, Value,
+    self, BinaryOperator, CeilFloorKind, DataType as SqlType, Expr as Ast, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident, Query,
+    SelectItem, SetExpr, Spanned, TableFactor, UnaryOperator, Value,
 };
 use sqlparser::tokenizer::Span;
 
@@ -29,19 +29,33 @@ const ALLOWED_LATENESS: &str = "table.exec.emit.allowed-lateness";
 /// Binds a parsed file. `check_connector` validates each table's connector
 /// options (the sources and sinks crates own those rules).
 pub fn bind_program(statements: &[Statement], check_connector: &dyn Fn(&ConnectorConfig, TableRole) -> Result<(), OptionError>) -> SqlResult<Program> {
-    let mut binder = Binder { program: Program { tables: vec![], views: vec![], outputs: vec![], allowed_lateness: 0 }, table_spans: vec![] };
+    let mut binder = Binder {
+        program: Program {
+            tables: vec![],
+            views: vec![],
+            outputs: vec![],
+            allowed_lateness: 0,
+        },
+        table_spans: vec![],
+    };
     for statement in statements {
         match statement {
             Statement::CreateTable(table) => binder.create_table(table)?,
             Statement::CreateView { name, query, emit } => {
                 binder.check_new_name(name)?;
                 let plan = binder.query(query, *emit)?;
-                binder.program.views.push(View { name: name.value.clone(), plan });
+                binder.program.views.push(View {
+                    name: name.value.clone(),
+                    plan,
+                });
             }
             Statement::Insert { table, query, emit } => binder.insert(table, query, *emit)?,
             Statement::Select { query, emit } => {
                 let plan = binder.query(query, *emit)?;
-                binder.program.outputs.push(Output { target: OutputTarget::Print, plan });
+                binder.program.outputs.push(Output {
+                    target: OutputTarget::Print,
+                    plan,
+                });
             }
             Statement::Set { key, value, span } => binder.set(key, value, *span)?,
         }
@@ -99,7 +113,15 @@ struct Scope {
 impl Scope {
     fn of(schema: &Schema, qualifier: Option<&str>) -> Scope {
         Scope {
-            columns: schema.fields.iter().map(|f| ScopeColumn { qualifier: qualifier.map(str::to_ascii_lowercase), name: f.name.clone(), data_type: f.data_type }).collect(),
+            columns: schema
+                .fields
+                .iter()
+                .map(|f| ScopeColumn {
+                    qualifier: qualifier.map(str::to_ascii_lowercase),
+                    name: f.name.clone(),
+                    data_type: f.data_type,
+                })
+                .collect(),
         }
     }
 
@@ -108,7 +130,9 @@ impl Scope {
             .columns
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.name.eq_ignore_ascii_case(&name.value) && qualifier.is_none_or(|q| c.qualifier.as_deref() == Some(q.value.to_ascii_lowercase().as_str())))
+            .filter(|(_, c)| {
+                c.name.eq_ignore_ascii_case(&name.value) && qualifier.is_none_or(|q| c.qualifier.as_deref() == Some(q.value.to_ascii_lowercase().as_str()))
+            })
             .map(|(i, _)| i)
             .collect();
         match matches.as_slice() {
@@ -116,9 +140,15 @@ impl Scope {
             [] => {
                 let full = qualifier.map_or(name.value.clone(), |q| format!("{}.{}", q.value, name.value));
                 let known: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
-                Err(SqlError::new(format!("unknown column '{full}' (columns here: {})", known.join(", ")), name.span))
+                Err(SqlError::new(
+                    format!("unknown column '{full}' (columns here: {})", known.join(", ")),
+                    name.span,
+                ))
             }
-            _ => Err(SqlError::new(format!("column '{}' is ambiguous; qualify it with a table name", name.value), name.span)),
+            _ => Err(SqlError::new(
+                format!("column '{}' is ambiguous; qualify it with a table name", name.value),
+                name.span,
+            )),
         }
     }
 }
@@ -135,15 +165,21 @@ struct Aggregation<'a> {
 
 impl Binder {
     fn check_new_name(&self, name: &Ident) -> SqlResult<()> {
-        let taken = self.program.tables.iter().any(|t| t.name().eq_ignore_ascii_case(&name.value)) || self.program.views.iter().any(|v| v.name.eq_ignore_ascii_case(&name.value));
-        if taken { Err(SqlError::new(format!("'{}' is already declared", name.value), name.span)) } else { Ok(()) }
+        let taken = self.program.tables.iter().any(|t| t.name().eq_ignore_ascii_case(&name.value))
+            || self.program.views.iter().any(|v| v.name.eq_ignore_ascii_case(&name.value));
+        if taken {
+            Err(SqlError::new(format!("'{}' is already declared", name.value), name.span))
+        } else {
+            Ok(())
+        }
     }
 
     fn set(&mut self, key: &str, value: &str, span: Span) -> SqlResult<()> {
         if !key.eq_ignore_ascii_case(ALLOWED_LATENESS) {
             return Err(SqlError::new(format!("unknown setting '{key}' (supported: '{ALLOWED_LATENESS}')"), span));
         }
-        self.program.allowed_lateness = parse_duration(value).ok_or_else(|| SqlError::new(format!("'{value}' is not a duration like '30 s' or '5 min'"), span))?;
+        self.program.allowed_lateness =
+            parse_duration(value).ok_or_else(|| SqlError::new(format!("'{value}' is not a duration like '30 s' or '5 min'"), span))?;
         Ok(())
     }
 
@@ -155,13 +191,20 @@ impl Binder {
             if fields.iter().any(|f: &Field| f.name.eq_ignore_ascii_case(&column.name.value)) {
                 return Err(SqlError::new(format!("column '{}' is declared twice", column.name.value), column.name.span));
             }
-            let data_type = sql_type(&column.data_type).ok_or_else(|| SqlError::new(format!("unsupported column type {}", column.data_type), column.type_span))?;
-            fields.push(Field { name: column.name.value.clone(), data_type, nullable: !column.not_null });
+            let data_type =
+                sql_type(&column.data_type).ok_or_else(|| SqlError::new(format!("unsupported column type {}", column.data_type), column.type_span))?;
+            fields.push(Field {
+                name: column.name.value.clone(),
+                data_type,
+                nullable: !column.not_null,
+            });
             column_spans.insert(column.name.value.to_ascii_lowercase(), column.name.span);
         }
         let schema = Schema::new(fields);
         let column_index = |ident: &Ident| {
-            schema.index_of(&ident.value).ok_or_else(|| SqlError::new(format!("unknown column '{}' in table '{}'", ident.value, table.name.value), ident.span))
+            schema
+                .index_of(&ident.value)
+                .ok_or_else(|| SqlError::new(format!("unknown column '{}' in table '{}'", ident.value, table.name.value), ident.span))
         };
         let primary_key = match &table.primary_key {
             Some(columns) => Some(columns.iter().map(column_index).collect::<SqlResult<Vec<_>>>()?),
@@ -171,7 +214,10 @@ impl Binder {
             Some(declaration) => {
                 let column = column_index(&declaration.column)?;
                 if schema.fields[column].data_type != DataType::Timestamp {
-                    return Err(SqlError::new(format!("the watermark column '{}' must be a TIMESTAMP", declaration.column.value), declaration.column.span));
+                    return Err(SqlError::new(
+                        format!("the watermark column '{}' must be a TIMESTAMP", declaration.column.value),
+                        declaration.column.span,
+                    ));
                 }
                 let delay = watermark_delay(&declaration.expression, &declaration.column)?;
                 Some(WatermarkSpec { column, delay })
@@ -187,26 +233,55 @@ impl Binder {
             }
             option_spans.insert(key, option.span);
         }
-        let connector = ConnectorConfig { table: table.name.value.clone(), schema, event_time_column: watermark.map(|w| w.column), options };
+        let connector = ConnectorConfig {
+            table: table.name.value.clone(),
+            schema,
+            event_time_column: watermark.map(|w| w.column),
+            options,
+        };
         if connector.option("connector").is_none() {
-            return Err(SqlError::new(format!("table '{}' needs a 'connector' option", table.name.value), table.name.span));
+            return Err(SqlError::new(
+                format!("table '{}' needs a 'connector' option", table.name.value),
+                table.name.span,
+            ));
         }
-        self.program.tables.push(Table { connector, primary_key, watermark, role: TableRole::Unused });
-        self.table_spans.push(TableSpans { name: table.name.span, options: option_spans, columns: column_spans });
+        self.program.tables.push(Table {
+            connector,
+            primary_key,
+            watermark,
+            role: TableRole::Unused,
+        });
+        self.table_spans.push(TableSpans {
+            name: table.name.span,
+            options: option_spans,
+            columns: column_spans,
+        });
         Ok(())
     }
 
     fn insert(&mut self, table: &Ident, query: &Query, emit: Emit) -> SqlResult<()> {
         let index = self.find_table(table)?;
         match self.program.tables[index].role {
-            TableRole::Source => return Err(SqlError::new(format!("'{}' is read by a query, so it cannot also be written", table.value), table.span)),
+            TableRole::Source => {
+                return Err(SqlError::new(
+                    format!("'{}' is read by a query, so it cannot also be written", table.value),
+                    table.span,
+                ));
+            }
             _ => self.program.tables[index].role = TableRole::Sink,
         }
         let plan = self.query(query, emit)?;
         let sink_schema = self.program.tables[index].connector.schema.clone();
         if plan.schema.len() != sink_schema.len() {
             return Err(SqlError::new(
-                format!("the query produces {} columns {} but '{}' has {} columns {}", plan.schema.len(), plan.schema, table.value, sink_schema.len(), sink_schema),
+                format!(
+                    "the query produces {} columns {} but '{}' has {} columns {}",
+                    plan.schema.len(),
+                    plan.schema,
+                    table.value,
+                    sink_schema.len(),
+                    sink_schema
+                ),
                 query.body.span(),
             ));
         }
@@ -214,21 +289,46 @@ impl Binder {
         for (i, (produced, wanted)) in plan.schema.fields.iter().zip(&sink_schema.fields).enumerate() {
             if !produced.data_type.coerces_to(wanted.data_type) {
                 return Err(SqlError::new(
-                    format!("column {} ('{}') is {} but sink column '{}' is {}", i + 1, produced.name, produced.data_type, wanted.name, wanted.data_type),
+                    format!(
+                        "column {} ('{}') is {} but sink column '{}' is {}",
+                        i + 1,
+                        produced.name,
+                        produced.data_type,
+                        wanted.name,
+                        wanted.data_type
+                    ),
                     query.body.span(),
                 ));
             }
             let column = Expr::Column(i);
-            exprs.push(if produced.data_type == wanted.data_type { column } else { Expr::Cast { expr: Box::new(column), to: wanted.data_type } });
+            exprs.push(if produced.data_type == wanted.data_type {
+                column
+            } else {
+                Expr::Cast {
+                    expr: Box::new(column),
+                    to: wanted.data_type,
+                }
+            });
         }
         // Cast to the sink's types only where needed, so DOUBLE columns print as doubles.
-        let plan = if exprs.iter().all(|e| e.as_column().is_some()) { plan } else { project(plan, exprs, sink_schema) };
-        self.program.outputs.push(Output { target: OutputTarget::Table(index), plan });
+        let plan = if exprs.iter().all(|e| e.as_column().is_some()) {
+            plan
+        } else {
+            project(plan, exprs, sink_schema)
+        };
+        self.program.outputs.push(Output {
+            target: OutputTarget::Table(index),
+            plan,
+        });
         Ok(())
     }
 
     fn find_table(&self, name: &Ident) -> SqlResult<usize> {
-        self.program.tables.iter().position(|t| t.name().eq_ignore_ascii_case(&name.value)).ok_or_else(|| SqlError::new(format!("unknown table '{}'", name.value), name.span))
+        self.program
+            .tables
+            .iter()
+            .position(|t| t.name().eq_ignore_ascii_case(&name.value))
+            .ok_or_else(|| SqlError::new(format!("unknown table '{}'", name.value), name.span))
     }
 
     fn query(&mut self, query: &Query, emit: Emit) -> SqlResult<Plan> {
@@ -244,12 +344,19 @@ impl Binder {
         match query.body.as_ref() {
             SetExpr::Select(select) => self.select(select, emit),
             SetExpr::Query(inner) => self.query(inner, emit),
-            other => Err(SqlError::at(other, "only SELECT queries are supported here (no UNION, VALUES or set operations yet)")),
+            other => Err(SqlError::at(
+                other,
+                "only SELECT queries are supported here (no UNION, VALUES or set operations yet)",
+            )),
         }
     }
 
     fn select(&mut self, select: &ast::Select, emit: Emit) -> SqlResult<Plan> {
-        if let Some(having) = select.having.as_ref().filter(|_| matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty()) && !has_aggregate_items(select)) {
+        if let Some(having) = select
+            .having
+            .as_ref()
+            .filter(|_| matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty()) && !has_aggregate_items(select))
+        {
             return Err(SqlError::at(having, "HAVING needs GROUP BY or an aggregate"));
         }
         if let Some(qualify) = &select.qualify {
@@ -257,7 +364,12 @@ impl Binder {
         }
         let (mut plan, scope, session) = match select.from.as_slice() {
             [from] => self.from(from)?,
-            [] => return Err(SqlError::new("a query needs FROM (a table, a view or a window table function)", select.select_token.0.span)),
+            [] => {
+                return Err(SqlError::new(
+                    "a query needs FROM (a table, a view or a window table function)",
+                    select.select_token.0.span,
+                ));
+            }
             [_, second, ..] => return Err(SqlError::at(&second.relation, "comma joins are not supported; use JOIN ... ON")),
         };
         if let Some(predicate) = &select.selection {
@@ -299,7 +411,19 @@ impl Binder {
         if distinct {
             let keys = (0..plan.schema.len()).map(Expr::Column).collect();
             let schema = plan.schema.clone();
-            return Ok(Plan { rowtime: None, window: None, watermark_tables: plan.watermark_tables.clone(), schema, node: Node::Aggregate { input: Box::new(plan), keys, aggregates: vec![], window: None, emit } });
+            return Ok(Plan {
+                rowtime: None,
+                window: None,
+                watermark_tables: plan.watermark_tables.clone(),
+                schema,
+                node: Node::Aggregate {
+                    input: Box::new(plan),
+                    keys,
+                    aggregates: vec![],
+                    window: None,
+                    emit,
+                },
+            });
         }
         Ok(plan)
     }
@@ -322,7 +446,12 @@ impl Binder {
                 SelectItem::QualifiedWildcard(kind, _) => {
                     let qualifier = kind.to_string().trim_end_matches(".*").to_ascii_lowercase();
                     let before = exprs.len();
-                    for (i, column) in scope.columns.iter().enumerate().filter(|(_, c)| c.qualifier.as_deref() == Some(qualifier.as_str())) {
+                    for (i, column) in scope
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| c.qualifier.as_deref() == Some(qualifier.as_str()))
+                    {
                         exprs.push(Expr::Column(i));
                         fields.push(Field::new(column.name.clone(), column.data_type));
                     }
@@ -346,14 +475,23 @@ impl Binder {
         for (i, field) in fields.iter().enumerate() {
             if fields[..i].iter().any(|f| f.name.eq_ignore_ascii_case(&field.name)) {
                 let span = items.get(i).map_or(Span::empty(), Spanned::span);
-                return Err(SqlError::new(format!("two output columns are named '{}'; give one an alias with AS", field.name), span));
+                return Err(SqlError::new(
+                    format!("two output columns are named '{}'; give one an alias with AS", field.name),
+                    span,
+                ));
             }
         }
         Ok((exprs, Schema::new(fields)))
     }
 
     fn aggregate(&mut self, select: &ast::Select, input: Plan, scope: &Scope, keys: &[Ast], session: Option<SessionTvf>, emit: Emit) -> SqlResult<Plan> {
-        let mut aggregation = Aggregation { input: scope, keys: vec![], key_types: vec![], calls: vec![], call_types: vec![] };
+        let mut aggregation = Aggregation {
+            input: scope,
+            keys: vec![],
+            key_types: vec![],
+            calls: vec![],
+            call_types: vec![],
+        };
         for key in keys {
             if contains_aggregate(key) {
                 return Err(SqlError::at(key, "GROUP BY cannot contain an aggregate"));
@@ -371,7 +509,13 @@ impl Binder {
             }
             None => None,
         };
-        let Aggregation { keys: key_exprs, key_types, calls, call_types, .. } = aggregation;
+        let Aggregation {
+            keys: key_exprs,
+            key_types,
+            calls,
+            call_types,
+            ..
+        } = aggregation;
         let key_names: Vec<String> = key_exprs
             .iter()
             .enumerate()
@@ -381,7 +525,13 @@ impl Binder {
             })
             .collect();
         let mut fields: Vec<Field> = key_names.iter().zip(&key_types).map(|(n, t)| Field::new(n.clone(), *t)).collect();
-        fields.extend(calls.iter().zip(&call_types).enumerate().map(|(i, (call, t))| Field::new(format!("{}${i}", call.spec.function.name()), *t)));
+        fields.extend(
+            calls
+                .iter()
+                .zip(&call_types)
+                .enumerate()
+                .map(|(i, (call, t))| Field::new(format!("{}${i}", call.spec.function.name()), *t)),
+        );
         let watermark_tables = input.watermark_tables.clone();
         let span = select.select_token.0.span;
 
@@ -397,11 +547,19 @@ impl Binder {
                         Some(c) if c == window_start => has_start_end.0 = true,
                         Some(c) if c == window_end => has_start_end.1 = true,
                         Some(c) if session.partition.contains(&c) => partition_positions.push((i, c)),
-                        _ => return Err(SqlError::at(&keys[i], "a SESSION window groups only by its PARTITION BY columns, window_start and window_end")),
+                        _ => {
+                            return Err(SqlError::at(
+                                &keys[i],
+                                "a SESSION window groups only by its PARTITION BY columns, window_start and window_end",
+                            ));
+                        }
                     }
                 }
                 if has_start_end != (true, true) || partition_positions.len() != session.partition.len() {
-                    return Err(SqlError::new("a SESSION window aggregation must GROUP BY window_start, window_end and every PARTITION BY column", span));
+                    return Err(SqlError::new(
+                        "a SESSION window aggregation must GROUP BY window_start, window_end and every PARTITION BY column",
+                        span,
+                    ));
                 }
                 // The operator's output is partition keys, window_start, window_end, window_time, aggregates;
                 // map each GROUP BY key position onto it.
@@ -416,18 +574,36 @@ impl Binder {
                         session.partition.iter().position(|p| *p == c).expect("checked")
                     };
                 }
-                let mut session_fields: Vec<Field> = session.partition.iter().map(|c| Field::new(scope.columns[*c].name.clone(), scope.columns[*c].data_type)).collect();
+                let mut session_fields: Vec<Field> = session
+                    .partition
+                    .iter()
+                    .map(|c| Field::new(scope.columns[*c].name.clone(), scope.columns[*c].data_type))
+                    .collect();
                 session_fields.extend(["window_start", "window_end", "window_time"].map(|n| Field::new(n, DataType::Timestamp)));
                 session_fields.extend(fields[key_exprs.len()..].iter().cloned());
                 let session_plan = Plan {
                     schema: Schema::new(session_fields),
                     rowtime: Some(session.partition.len() + 2),
-                    window: Some(WindowColumns { start: session.partition.len(), end: session.partition.len() + 1 }),
+                    window: Some(WindowColumns {
+                        start: session.partition.len(),
+                        end: session.partition.len() + 1,
+                    }),
                     watermark_tables,
-                    node: Node::SessionAggregate { input: Box::new(input), partition: session.partition.clone(), time_column: session.time_column, gap: session.gap, aggregates: calls, emit },
+                    node: Node::SessionAggregate {
+                        input: Box::new(input),
+                        partition: session.partition.clone(),
+                        time_column: session.time_column,
+                        gap: session.gap,
+                        aggregates: calls,
+                        emit,
+                    },
                 };
                 // Re-express the aggregate-output layout (keys, then calls) over the session output.
-                let remap: Vec<Expr> = key_to_output.iter().map(|&o| Expr::Column(o)).chain((0..call_types.len()).map(|i| Expr::Column(session.partition.len() + 3 + i))).collect();
+                let remap: Vec<Expr> = key_to_output
+                    .iter()
+                    .map(|&o| Expr::Column(o))
+                    .chain((0..call_types.len()).map(|i| Expr::Column(session.partition.len() + 3 + i)))
+                    .collect();
                 project(session_plan, remap, Schema::new(fields))
             }
             None => {
@@ -437,7 +613,10 @@ impl Binder {
                     Some(WindowColumns { start, end })
                 });
                 if emit == Emit::Final && window.is_none() {
-                    return Err(SqlError::new("EMIT FINAL needs GROUP BY window_start, window_end of a window table function", span));
+                    return Err(SqlError::new(
+                        "EMIT FINAL needs GROUP BY window_start, window_end of a window table function",
+                        span,
+                    ));
                 }
                 if window.is_none() && input.watermark_tables.is_empty() && input.rowtime.is_none() {
                     // An unbounded aggregation is fine (it keeps one state per group); nothing to check.
@@ -447,7 +626,13 @@ impl Binder {
                     rowtime: None,
                     window,
                     watermark_tables,
-                    node: Node::Aggregate { input: Box::new(input), keys: key_exprs, aggregates: calls, window, emit },
+                    node: Node::Aggregate {
+                        input: Box::new(input),
+                        keys: key_exprs,
+                        aggregates: calls,
+                        window,
+                        emit,
+                    },
                 }
             }
         };
@@ -513,7 +698,13 @@ impl Binder {
             for (l, r) in left_keys.iter().zip(&right_keys) {
                 let (lt, rt) = (joined.columns[*l].data_type, right_scope.columns[*r].data_type);
                 if lt.unify(rt).is_none() {
-                    return Err(SqlError::at(condition, format!("join keys '{}' ({lt}) and '{}' ({rt}) have different types", joined.columns[*l].name, right_scope.columns[*r].name)));
+                    return Err(SqlError::at(
+                        condition,
+                        format!(
+                            "join keys '{}' ({lt}) and '{}' ({rt}) have different types",
+                            joined.columns[*l].name, right_scope.columns[*r].name
+                        ),
+                    ));
                 }
             }
             let mut fields = plan.schema.fields.clone();
@@ -521,7 +712,18 @@ impl Binder {
             let mut watermark_tables = plan.watermark_tables.clone();
             watermark_tables.extend(right.watermark_tables.iter().copied());
             let rowtime = plan.rowtime.or(right.rowtime.map(|t| t + left_width));
-            plan = Plan { schema: Schema::new(fields), rowtime, window: None, watermark_tables, node: Node::Join { left: Box::new(plan), right: Box::new(right), left_keys, right_keys } };
+            plan = Plan {
+                schema: Schema::new(fields),
+                rowtime,
+                window: None,
+                watermark_tables,
+                node: Node::Join {
+                    left: Box::new(plan),
+                    right: Box::new(right),
+                    left_keys,
+                    right_keys,
+                },
+            };
             for predicate in residual {
                 plan = filter(plan, predicate);
             }
@@ -539,7 +741,12 @@ impl Binder {
                 let scope = Scope::of(&plan.schema, Some(&qualifier));
                 Ok((plan, scope, None))
             }
-            TableFactor::Derived { subquery, alias, lateral: false, .. } => {
+            TableFactor::Derived {
+                subquery,
+                alias,
+                lateral: false,
+                ..
+            } => {
                 let plan = self.query(subquery, Emit::Changes)?;
                 let qualifier = alias.as_ref().map(|a| a.name.value.clone());
                 let scope = Scope::of(&plan.schema, qualifier.as_deref());
@@ -551,7 +758,10 @@ impl Binder {
                 let scope = Scope::of(&plan.schema, qualifier.as_deref());
                 Ok((plan, scope, session))
             }
-            other => Err(SqlError::at(other, "unsupported FROM item: use a table, a view, a subquery or TABLE(TUMBLE|HOP|CUMULATE|SESSION(...))")),
+            other => Err(SqlError::at(
+                other,
+                "unsupported FROM item: use a table, a view, a subquery or TABLE(TUMBLE|HOP|CUMULATE|SESSION(...))",
+            )),
         }
     }
 
@@ -559,16 +769,35 @@ impl Binder {
     fn relation(&mut self, name: &Ident) -> SqlResult<Plan> {
         if let Some(view) = self.program.views.iter().position(|v| v.name.eq_ignore_ascii_case(&name.value)) {
             let plan = &self.program.views[view].plan;
-            return Ok(Plan { schema: plan.schema.clone(), rowtime: plan.rowtime, window: plan.window, watermark_tables: plan.watermark_tables.clone(), node: Node::ViewScan { view } });
+            return Ok(Plan {
+                schema: plan.schema.clone(),
+                rowtime: plan.rowtime,
+                window: plan.window,
+                watermark_tables: plan.watermark_tables.clone(),
+                node: Node::ViewScan { view },
+            });
         }
         let index = self.find_table(name)?;
         let table = &mut self.program.tables[index];
         if table.role == TableRole::Sink {
-            return Err(SqlError::new(format!("'{}' is written by INSERT INTO, so it cannot also be read", name.value), name.span));
+            return Err(SqlError::new(
+                format!("'{}' is written by INSERT INTO, so it cannot also be read", name.value),
+                name.span,
+            ));
         }
         table.role = TableRole::Source;
-        let watermark_tables = if table.watermark.is_some() { BTreeSet::from([index]) } else { BTreeSet::new() };
-        Ok(Plan { schema: table.connector.schema.clone(), rowtime: table.watermark.map(|w| w.column), window: None, watermark_tables, node: Node::TableScan { table: index } })
+        let watermark_tables = if table.watermark.is_some() {
+            BTreeSet::from([index])
+        } else {
+            BTreeSet::new()
+        };
+        Ok(Plan {
+            schema: table.connector.schema.clone(),
+            rowtime: table.watermark.map(|w| w.column),
+            window: None,
+            watermark_tables,
+            node: Node::TableScan { table: index },
+        })
     }
 
     /// `TUMBLE`, `HOP`, `CUMULATE` (planned here) and `SESSION` (planned by the aggregation above it).
@@ -583,14 +812,22 @@ impl Binder {
             "HOP" => "HOP(TABLE t, DESCRIPTOR(ts), slide, size [, offset])",
             "CUMULATE" => "CUMULATE(TABLE t, DESCRIPTOR(ts), step, max_size [, offset])",
             "SESSION" => "SESSION(TABLE t [PARTITION BY key], DESCRIPTOR(ts), gap)",
-            _ => return Err(SqlError::at(expr, format!("unknown window table function {name} (use TUMBLE, HOP, CUMULATE or SESSION)"))),
+            _ => {
+                return Err(SqlError::at(
+                    expr,
+                    format!("unknown window table function {name} (use TUMBLE, HOP, CUMULATE or SESSION)"),
+                ));
+            }
         };
         let (table_ref, partition_idents) = match args.first() {
             Some(Ast::Function(marker)) if marker.name.to_string() == TABLE_ARGUMENT => {
-                let idents: Vec<Ident> = function_args(marker)?.into_iter().map(|a| match a {
-                    Ast::Identifier(ident) => ident.clone(),
-                    _ => unreachable!("the dialect builds identifiers"),
-                }).collect();
+                let idents: Vec<Ident> = function_args(marker)?
+                    .into_iter()
+                    .map(|a| match a {
+                        Ast::Identifier(ident) => ident.clone(),
+                        _ => unreachable!("the dialect builds identifiers"),
+                    })
+                    .collect();
                 (idents[0].clone(), idents[1..].to_vec())
             }
             _ => return Err(SqlError::at(expr, format!("the first argument must be TABLE name: {expected}"))),
@@ -606,7 +843,10 @@ impl Binder {
         };
         if input.rowtime != Some(time_column) {
             let column = &input.schema.fields[time_column];
-            return Err(SqlError::at(args[1], format!("'{}' is not a time attribute: declare WATERMARK FOR {} in its table", column.name, column.name)));
+            return Err(SqlError::at(
+                args[1],
+                format!("'{}' is not a time attribute: declare WATERMARK FOR {} in its table", column.name, column.name),
+            ));
         }
         let durations = args[2..].iter().map(|a| interval_millis(a)).collect::<SqlResult<Vec<_>>>()?;
         if !partition_idents.is_empty() && name != "SESSION" {
@@ -616,10 +856,26 @@ impl Binder {
         let window = match (name.as_str(), durations.as_slice()) {
             ("TUMBLE", [size]) => WindowSpec::Tumble { size: *size, offset: 0 },
             ("TUMBLE", [size, offset]) => WindowSpec::Tumble { size: *size, offset: *offset },
-            ("HOP", [slide, size]) => WindowSpec::Hop { slide: *slide, size: *size, offset: 0 },
-            ("HOP", [slide, size, offset]) => WindowSpec::Hop { slide: *slide, size: *size, offset: *offset },
-            ("CUMULATE", [step, max]) => WindowSpec::Cumulate { step: *step, max_size: *max, offset: 0 },
-            ("CUMULATE", [step, max, offset]) => WindowSpec::Cumulate { step: *step, max_size: *max, offset: *offset },
+            ("HOP", [slide, size]) => WindowSpec::Hop {
+                slide: *slide,
+                size: *size,
+                offset: 0,
+            },
+            ("HOP", [slide, size, offset]) => WindowSpec::Hop {
+                slide: *slide,
+                size: *size,
+                offset: *offset,
+            },
+            ("CUMULATE", [step, max]) => WindowSpec::Cumulate {
+                step: *step,
+                max_size: *max,
+                offset: 0,
+            },
+            ("CUMULATE", [step, max, offset]) => WindowSpec::Cumulate {
+                step: *step,
+                max_size: *max,
+                offset: *offset,
+            },
             ("SESSION", [gap]) => {
                 if *gap <= 0 {
                     return Err(SqlError::at(args[2], "the session gap must be positive"));
@@ -627,8 +883,22 @@ impl Binder {
                 let partition = partition_idents.iter().map(|p| scope.resolve(None, p)).collect::<SqlResult<Vec<_>>>()?;
                 let mut fields = input.schema.fields.clone();
                 fields.extend(["window_start", "window_end", "window_time"].map(|n| Field::new(n, DataType::Timestamp)));
-                let plan = Plan { schema: Schema::new(fields), rowtime: input.rowtime, window: None, watermark_tables: input.watermark_tables.clone(), node: input.node };
-                return Ok((plan, Some(SessionTvf { partition, time_column, gap: *gap, input_width: width })));
+                let plan = Plan {
+                    schema: Schema::new(fields),
+                    rowtime: input.rowtime,
+                    window: None,
+                    watermark_tables: input.watermark_tables.clone(),
+                    node: input.node,
+                };
+                return Ok((
+                    plan,
+                    Some(SessionTvf {
+                        partition,
+                        time_column,
+                        gap: *gap,
+                        input_width: width,
+                    }),
+                ));
             }
             _ => return Err(SqlError::at(expr, format!("wrong number of arguments: {expected}"))),
         };
@@ -640,7 +910,11 @@ impl Binder {
             rowtime: Some(width + 2),
             window: Some(WindowColumns { start: width, end: width + 1 }),
             watermark_tables: input.watermark_tables.clone(),
-            node: Node::WindowAssign { input: Box::new(input), window, time_column },
+            node: Node::WindowAssign {
+                input: Box::new(input),
+                window,
+                time_column,
+            },
         };
         Ok((plan, None))
     }
@@ -708,7 +982,13 @@ impl Binder {
             }
             Ast::IsNull(inner) | Ast::IsNotNull(inner) => {
                 let (inner_expr, _) = recurse(self, inner, &mut aggregation)?;
-                (Expr::IsNull { expr: Box::new(inner_expr), negated: matches!(ast, Ast::IsNotNull(_)) }, DataType::Bool)
+                (
+                    Expr::IsNull {
+                        expr: Box::new(inner_expr),
+                        negated: matches!(ast, Ast::IsNotNull(_)),
+                    },
+                    DataType::Bool,
+                )
             }
             Ast::Between { expr, negated, low, high } => {
                 let (e, et) = recurse(self, expr, &mut aggregation)?;
@@ -716,10 +996,19 @@ impl Binder {
                 let (hi, hit) = recurse(self, high, &mut aggregation)?;
                 let (lower, _) = binary(&BinaryOperator::GtEq, e.clone(), et, lo, lot, ast)?;
                 let (upper, _) = binary(&BinaryOperator::LtEq, e, et, hi, hit, ast)?;
-                let both = Expr::Binary { op: BinaryOp::And, left: Box::new(lower), right: Box::new(upper) };
+                let both = Expr::Binary {
+                    op: BinaryOp::And,
+                    left: Box::new(lower),
+                    right: Box::new(upper),
+                };
                 (if *negated { Expr::Not(Box::new(both)) } else { both }, DataType::Bool)
             }
-            Ast::In { expr, target: ast::InTarget::List(list), negated, global: false } => {
+            Ast::In {
+                expr,
+                target: ast::InTarget::List(list),
+                negated,
+                global: false,
+            } => {
                 let (e, et) = recurse(self, expr, &mut aggregation)?;
                 let mut items = Vec::new();
                 for item in list {
@@ -729,17 +1018,42 @@ impl Binder {
                     }
                     items.push(candidate);
                 }
-                (Expr::InList { expr: Box::new(e), list: items, negated: *negated }, DataType::Bool)
+                (
+                    Expr::InList {
+                        expr: Box::new(e),
+                        list: items,
+                        negated: *negated,
+                    },
+                    DataType::Bool,
+                )
             }
-            Ast::Like { negated, expr, pattern, escape_char: None, any: false } => {
+            Ast::Like {
+                negated,
+                expr,
+                pattern,
+                escape_char: None,
+                any: false,
+            } => {
                 let (e, et) = recurse(self, expr, &mut aggregation)?;
                 let (p, pt) = recurse(self, pattern, &mut aggregation)?;
                 if !et.coerces_to(DataType::String) || !pt.coerces_to(DataType::String) {
                     return Err(SqlError::at(ast, "LIKE compares strings"));
                 }
-                (Expr::Like { expr: Box::new(e), pattern: Box::new(p), negated: *negated }, DataType::Bool)
+                (
+                    Expr::Like {
+                        expr: Box::new(e),
+                        pattern: Box::new(p),
+                        negated: *negated,
+                    },
+                    DataType::Bool,
+                )
             }
-            Ast::Case { operand, conditions, else_result, .. } => {
+            Ast::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
                 let operand = match operand {
                     Some(operand) => Some(recurse(self, operand, &mut aggregation)?),
                     None => None,
@@ -756,19 +1070,29 @@ impl Binder {
                         }
                     };
                     let (value, vt) = recurse(self, &when.result, &mut aggregation)?;
-                    result_type = result_type.unify(vt).ok_or_else(|| SqlError::at(&when.result, format!("CASE branches have different types ({result_type} and {vt})")))?;
+                    result_type = result_type
+                        .unify(vt)
+                        .ok_or_else(|| SqlError::at(&when.result, format!("CASE branches have different types ({result_type} and {vt})")))?;
                     branches.push((condition, value));
                 }
                 let otherwise = match else_result {
                     Some(e) => {
                         let (value, vt) = recurse(self, e, &mut aggregation)?;
-                        result_type = result_type.unify(vt).ok_or_else(|| SqlError::at(e.as_ref(), format!("CASE branches have different types ({result_type} and {vt})")))?;
+                        result_type = result_type
+                            .unify(vt)
+                            .ok_or_else(|| SqlError::at(e.as_ref(), format!("CASE branches have different types ({result_type} and {vt})")))?;
                         value
                     }
                     None => Expr::Literal(Datum::Null),
                 };
                 let branches = branches.into_iter().map(|(c, v)| (c, widen(v, result_type))).collect();
-                (Expr::Case { branches, otherwise: Box::new(widen(otherwise, result_type)) }, result_type)
+                (
+                    Expr::Case {
+                        branches,
+                        otherwise: Box::new(widen(otherwise, result_type)),
+                    },
+                    result_type,
+                )
             }
             Ast::Cast { kind, expr, data_type, .. } => {
                 if !matches!(kind, ast::CastKind::Cast) {
@@ -802,7 +1126,13 @@ impl Binder {
                         let millis = unit_millis(&unit.to_string()).ok_or_else(|| SqlError::at(ast, format!("cannot round a timestamp to {unit}")))?;
                         let function = if is_floor { Function::TimestampFloor } else { Function::TimestampCeil };
                         let data_type = function.return_type(&[it, DataType::Int]).map_err(|m| SqlError::at(ast, m))?;
-                        (Expr::Call { function, args: vec![inner, Expr::Literal(Datum::Int(millis))] }, data_type)
+                        (
+                            Expr::Call {
+                                function,
+                                args: vec![inner, Expr::Literal(Datum::Int(millis))],
+                            },
+                            data_type,
+                        )
                     }
                     CeilFloorKind::DateTimeField(_) => {
                         let function = if is_floor { Function::Floor } else { Function::Ceil };
@@ -827,14 +1157,19 @@ impl Binder {
         let name = function.name.to_string();
         if let Some(aggregate) = AggregateFunction::from_name(&name) {
             let Some(agg) = aggregation else {
-                return Err(SqlError::at(ast, format!("aggregate {name} is not allowed here (only in SELECT or HAVING of an aggregation)")));
+                return Err(SqlError::at(
+                    ast,
+                    format!("aggregate {name} is not allowed here (only in SELECT or HAVING of an aggregation)"),
+                ));
             };
             let FunctionArguments::List(list) = &function.args else {
                 return Err(SqlError::at(ast, format!("{name} needs an argument")));
             };
             let distinct = matches!(list.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct));
             let (arg, input_type, aggregate) = match list.args.as_slice() {
-                [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if aggregate == AggregateFunction::Count && !distinct => (None, DataType::Int, AggregateFunction::CountStar),
+                [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if aggregate == AggregateFunction::Count && !distinct => {
+                    (None, DataType::Int, AggregateFunction::CountStar)
+                }
                 [FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))] => {
                     if contains_aggregate(arg) {
                         return Err(SqlError::at(arg, "aggregates cannot be nested"));
@@ -844,7 +1179,11 @@ impl Binder {
                 }
                 _ => return Err(SqlError::at(ast, format!("{name} takes one argument"))),
             };
-            let spec = AggregateSpec { function: aggregate, input_type, distinct };
+            let spec = AggregateSpec {
+                function: aggregate,
+                input_type,
+                distinct,
+            };
             let result_type = aggregate.result_type(input_type).map_err(|m| SqlError::at(ast, m))?;
             let call = AggregateCall { spec, arg };
             let position = match agg.calls.iter().position(|c| *c == call) {
@@ -866,7 +1205,11 @@ impl Binder {
             types.push(data_type);
         }
         let data_type = scalar.return_type(&types).map_err(|m| SqlError::at(ast, m))?;
-        let args = if matches!(scalar, Function::Coalesce | Function::Greatest | Function::Least | Function::If) { args.into_iter().map(|a| widen(a, data_type)).collect() } else { args };
+        let args = if matches!(scalar, Function::Coalesce | Function::Greatest | Function::Least | Function::If) {
+            args.into_iter().map(|a| widen(a, data_type)).collect()
+        } else {
+            args
+        };
         Ok((Expr::Call { function: scalar, args }, data_type))
     }
 }
@@ -880,12 +1223,27 @@ struct SessionTvf {
 }
 
 fn filter(input: Plan, predicate: Expr) -> Plan {
-    Plan { schema: input.schema.clone(), rowtime: input.rowtime, window: input.window, watermark_tables: input.watermark_tables.clone(), node: Node::Filter { input: Box::new(input), predicate } }
+    Plan {
+        schema: input.schema.clone(),
+        rowtime: input.rowtime,
+        window: input.window,
+        watermark_tables: input.watermark_tables.clone(),
+        node: Node::Filter {
+            input: Box::new(input),
+            predicate,
+        },
+    }
 }
 
 fn project(input: Plan, exprs: Vec<Expr>, schema: Schema) -> Plan {
     let rowtime = input.rowtime.and_then(|t| exprs.iter().position(|e| e.as_column() == Some(t)));
-    Plan { schema, rowtime, window: None, watermark_tables: input.watermark_tables.clone(), node: Node::Project { input: Box::new(input), exprs } }
+    Plan {
+        schema,
+        rowtime,
+        window: None,
+        watermark_tables: input.watermark_tables.clone(),
+        node: Node::Project { input: Box::new(input), exprs },
+    }
 }
 
 /// Casts an integer expression to DOUBLE where the common type is DOUBLE.
@@ -898,7 +1256,11 @@ fn widen(expr: Expr, to: DataType) -> Expr {
 }
 
 fn expect_bool(_expr: &Expr, data_type: DataType, ast: &Ast) -> SqlResult<()> {
-    if data_type.coerces_to(DataType::Bool) { Ok(()) } else { Err(SqlError::at(ast, format!("expected a BOOLEAN condition, found {data_type}"))) }
+    if data_type.coerces_to(DataType::Bool) {
+        Ok(())
+    } else {
+        Err(SqlError::at(ast, format!("expected a BOOLEAN condition, found {data_type}")))
+    }
 }
 
 fn binary(op: &BinaryOperator, left: Expr, lt: DataType, right: Expr, rt: DataType, ast: &Ast) -> SqlResult<(Expr, DataType)> {
@@ -954,7 +1316,14 @@ fn binary(op: &BinaryOperator, left: Expr, lt: DataType, right: Expr, rt: DataTy
             lt.unify(rt).ok_or_else(mismatch)?
         }
     };
-    Ok((Expr::Binary { op, left: Box::new(left), right: Box::new(right) }, result))
+    Ok((
+        Expr::Binary {
+            op,
+            left: Box::new(left),
+            right: Box::new(right),
+        },
+        result,
+    ))
 }
 
 fn literal(value: &Value, span: Span) -> SqlResult<(Expr, DataType)> {
@@ -990,7 +1359,8 @@ fn interval_millis(ast: &Ast) -> SqlResult<Millis> {
         _ => return Err(SqlError::at(ast, "expected a quoted number in the interval")),
     };
     let unit = interval.leading_field.as_ref().map_or("SECOND".to_owned(), ToString::to_string);
-    let millis = unit_millis(&unit).ok_or_else(|| SqlError::at(ast, format!("unsupported interval unit {unit} (use MILLISECOND, SECOND, MINUTE, HOUR or DAY)")))?;
+    let millis =
+        unit_millis(&unit).ok_or_else(|| SqlError::at(ast, format!("unsupported interval unit {unit} (use MILLISECOND, SECOND, MINUTE, HOUR or DAY)")))?;
     let amount: f64 = text.trim().parse().map_err(|_| SqlError::at(ast, format!("'{text}' is not a number")))?;
     Ok((amount * millis as f64).round() as Millis)
 }
@@ -1000,8 +1370,15 @@ fn watermark_delay(expression: &Ast, column: &Ident) -> SqlResult<Millis> {
     let is_column = |e: &Ast| matches!(e, Ast::Identifier(i) if i.value.eq_ignore_ascii_case(&column.value));
     match expression {
         e if is_column(e) => Ok(0),
-        Ast::BinaryOp { left, op: BinaryOperator::Minus, right } if is_column(left) => interval_millis(right),
-        other => Err(SqlError::at(other, format!("the watermark must be `{0}` or `{0} - INTERVAL 'n' UNIT`", column.value))),
+        Ast::BinaryOp {
+            left,
+            op: BinaryOperator::Minus,
+            right,
+        } if is_column(left) => interval_millis(right),
+        other => Err(SqlError::at(
+            other,
+            format!("the watermark must be `{0}` or `{0} - INTERVAL 'n' UNIT`", column.value),
+        )),
     }
 }
 
@@ -1063,7 +1440,11 @@ fn function_args(function: &ast::Function) -> SqlResult<Vec<&Ast>> {
 
 fn conjuncts(expr: &Ast) -> Vec<&Ast> {
     match expr {
-        Ast::BinaryOp { left, op: BinaryOperator::And, right } => {
+        Ast::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
             let mut all = conjuncts(left);
             all.extend(conjuncts(right));
             all

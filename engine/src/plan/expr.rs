@@ -73,7 +73,10 @@ impl BinaryOp {
 
     /// Whether the operator compares its operands.
     pub fn is_comparison(self) -> bool {
-        matches!(self, BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq)
+        matches!(
+            self,
+            BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq
+        )
     }
 }
 
@@ -300,11 +303,17 @@ pub fn cast(value: Datum, to: DataType) -> Result<Datum, EvalError> {
     Ok(match (value, to) {
         (Datum::Null, _) => Datum::Null,
         (value @ Datum::Bool(_), DataType::Bool) | (value @ Datum::Int(_), DataType::Int) | (value @ Datum::Float(_), DataType::Float) => value,
-        (value @ Datum::Str(_), DataType::String) | (value @ Datum::Timestamp(_), DataType::Timestamp) | (value @ Datum::Interval(_), DataType::Interval) => value,
+        (value @ Datum::Str(_), DataType::String) | (value @ Datum::Timestamp(_), DataType::Timestamp) | (value @ Datum::Interval(_), DataType::Interval) => {
+            value
+        }
         (Datum::Int(v), DataType::Float) => Datum::float(v as f64),
         (Datum::Float(v), DataType::Int) => {
             let v = v.get().trunc();
-            if v.is_finite() && v >= i64::MIN as f64 && v <= i64::MAX as f64 { Datum::Int(v as i64) } else { return Err(fail(&Datum::float(v))) }
+            if v.is_finite() && v >= i64::MIN as f64 && v <= i64::MAX as f64 {
+                Datum::Int(v as i64)
+            } else {
+                return Err(fail(&Datum::float(v)));
+            }
         }
         (Datum::Bool(v), DataType::Int) => Datum::Int(i64::from(v)),
         (Datum::Int(v), DataType::Bool) => Datum::Bool(v != 0),
@@ -422,21 +431,45 @@ mod tests {
 
     #[test]
     fn three_valued_logic() {
-        let and = Expr::Binary { op: BinaryOp::And, left: lit(Datum::Null), right: lit(Datum::Bool(false)) };
+        let and = Expr::Binary {
+            op: BinaryOp::And,
+            left: lit(Datum::Null),
+            right: lit(Datum::Bool(false)),
+        };
         assert_eq!(and.eval(&[]).unwrap(), Datum::Bool(false));
-        let or = Expr::Binary { op: BinaryOp::Or, left: lit(Datum::Null), right: lit(Datum::Bool(false)) };
+        let or = Expr::Binary {
+            op: BinaryOp::Or,
+            left: lit(Datum::Null),
+            right: lit(Datum::Bool(false)),
+        };
         assert_eq!(or.eval(&[]).unwrap(), Datum::Null);
-        let not_in = Expr::InList { expr: lit(Datum::Int(1)), list: vec![Expr::Literal(Datum::Int(2)), Expr::Literal(Datum::Null)], negated: true };
+        let not_in = Expr::InList {
+            expr: lit(Datum::Int(1)),
+            list: vec![Expr::Literal(Datum::Int(2)), Expr::Literal(Datum::Null)],
+            negated: true,
+        };
         assert_eq!(not_in.eval(&[]).unwrap(), Datum::Null);
     }
 
     #[test]
     fn arithmetic_and_errors() {
-        let div = Expr::Binary { op: BinaryOp::Divide, left: lit(Datum::Int(7)), right: lit(Datum::Int(2)) };
+        let div = Expr::Binary {
+            op: BinaryOp::Divide,
+            left: lit(Datum::Int(7)),
+            right: lit(Datum::Int(2)),
+        };
         assert_eq!(div.eval(&[]).unwrap(), Datum::Int(3));
-        let by_zero = Expr::Binary { op: BinaryOp::Divide, left: lit(Datum::Int(7)), right: lit(Datum::Int(0)) };
+        let by_zero = Expr::Binary {
+            op: BinaryOp::Divide,
+            left: lit(Datum::Int(7)),
+            right: lit(Datum::Int(0)),
+        };
         assert!(by_zero.eval(&[]).is_err());
-        let mixed = Expr::Binary { op: BinaryOp::Multiply, left: lit(Datum::Int(3)), right: lit(Datum::float(1.5)) };
+        let mixed = Expr::Binary {
+            op: BinaryOp::Multiply,
+            left: lit(Datum::Int(3)),
+            right: lit(Datum::float(1.5)),
+        };
         assert_eq!(mixed.eval(&[]).unwrap(), Datum::float(4.5));
         assert!(cast(Datum::string("abc"), DataType::Float).is_err());
         assert_eq!(cast(Datum::string(" 42 "), DataType::Int).unwrap(), Datum::Int(42));

@@ -158,20 +158,36 @@ impl Function {
         let name = self.name();
         let arity = |min: usize, max: usize| -> Result<(), std::string::String> {
             if args.len() < min || args.len() > max {
-                let expected = if min == max { min.to_string() } else if max == usize::MAX { format!("at least {min}") } else { format!("{min} to {max}") };
+                let expected = if min == max {
+                    min.to_string()
+                } else if max == usize::MAX {
+                    format!("at least {min}")
+                } else {
+                    format!("{min} to {max}")
+                };
                 Err(format!("{name} takes {expected} argument(s), found {}", args.len()))
             } else {
                 Ok(())
             }
         };
         let expect = |index: usize, wanted: DataType| -> Result<(), std::string::String> {
-            if args[index].coerces_to(wanted) { Ok(()) } else { Err(format!("argument {} of {name} must be {wanted}, found {}", index + 1, args[index])) }
+            if args[index].coerces_to(wanted) {
+                Ok(())
+            } else {
+                Err(format!("argument {} of {name} must be {wanted}, found {}", index + 1, args[index]))
+            }
         };
         let numeric = |index: usize| -> Result<(), std::string::String> {
-            if args[index].is_numeric() { Ok(()) } else { Err(format!("argument {} of {name} must be numeric, found {}", index + 1, args[index])) }
+            if args[index].is_numeric() {
+                Ok(())
+            } else {
+                Err(format!("argument {} of {name} must be numeric, found {}", index + 1, args[index]))
+            }
         };
         let common = |args: &[DataType]| -> Result<DataType, std::string::String> {
-            args.iter().try_fold(Null, |acc, t| acc.unify(*t).ok_or_else(|| format!("arguments of {name} have no common type ({acc} and {t})")))
+            args.iter().try_fold(Null, |acc, t| {
+                acc.unify(*t).ok_or_else(|| format!("arguments of {name} have no common type ({acc} and {t})"))
+            })
         };
         match self {
             Function::Abs | Function::Floor | Function::Ceil | Function::Sign => {
@@ -243,7 +259,14 @@ impl Function {
                 (0..3).try_for_each(|i| expect(i, String))?;
                 Ok(String)
             }
-            Function::Year | Function::Month | Function::DayOfMonth | Function::DayOfWeek | Function::DayOfYear | Function::Hour | Function::Minute | Function::Second => {
+            Function::Year
+            | Function::Month
+            | Function::DayOfMonth
+            | Function::DayOfWeek
+            | Function::DayOfYear
+            | Function::Hour
+            | Function::Minute
+            | Function::Second => {
                 arity(1, 1)?;
                 expect(0, Timestamp)?;
                 Ok(Int)
@@ -280,7 +303,13 @@ impl Function {
     pub fn eval(self, args: &[Datum]) -> Result<Datum, EvalError> {
         match self {
             Function::Coalesce => return Ok(args.iter().find(|d| !d.is_null()).cloned().unwrap_or(Datum::Null)),
-            Function::NullIf => return Ok(if super::expr::compare(&args[0], &args[1]) == Some(std::cmp::Ordering::Equal) { Datum::Null } else { args[0].clone() }),
+            Function::NullIf => {
+                return Ok(if super::expr::compare(&args[0], &args[1]) == Some(std::cmp::Ordering::Equal) {
+                    Datum::Null
+                } else {
+                    args[0].clone()
+                });
+            }
             Function::If => return Ok(if args[0] == Datum::Bool(true) { args[1].clone() } else { args[2].clone() }),
             _ => {}
         }
@@ -323,7 +352,11 @@ impl Function {
                     if better { next } else { best }
                 });
                 // Widen an integer winner when the common type is DOUBLE.
-                if args.iter().any(|d| matches!(d, Datum::Float(_))) { Datum::float(pick.as_f64().expect("numeric")) } else { pick.clone() }
+                if args.iter().any(|d| matches!(d, Datum::Float(_))) {
+                    Datum::float(pick.as_f64().expect("numeric"))
+                } else {
+                    pick.clone()
+                }
             }
             Function::Upper => Datum::string(&text(&args[0]).to_uppercase()),
             Function::Lower => Datum::string(&text(&args[0]).to_lowercase()),
@@ -347,7 +380,9 @@ impl Function {
             Function::Second => Datum::Int(i64::from(datetime(&args[0])?.second())),
             Function::DateFormat => Datum::string(&datetime(&args[0])?.format(&java_to_strftime(text(&args[1]))).to_string()),
             Function::ToTimestamp => match args.get(1) {
-                None => parse_timestamp(text(&args[0])).map(Datum::Timestamp).ok_or_else(|| EvalError(format!("'{}' is not a timestamp", text(&args[0]))))?,
+                None => parse_timestamp(text(&args[0]))
+                    .map(Datum::Timestamp)
+                    .ok_or_else(|| EvalError(format!("'{}' is not a timestamp", text(&args[0]))))?,
                 Some(pattern) => NaiveDateTime::parse_from_str(text(&args[0]), &java_to_strftime(text(pattern)))
                     .map(|t| Datum::Timestamp(t.and_utc().timestamp_millis()))
                     .map_err(|_| EvalError(format!("'{}' does not match the pattern '{}'", text(&args[0]), text(pattern))))?,
@@ -384,7 +419,9 @@ fn text(datum: &Datum) -> &str {
 
 fn datetime(datum: &Datum) -> Result<NaiveDateTime, EvalError> {
     let millis = datum.as_timestamp().expect("checked timestamp");
-    DateTime::from_timestamp_millis(millis).map(|t| t.naive_utc()).ok_or_else(|| EvalError(format!("timestamp {millis} out of range")))
+    DateTime::from_timestamp_millis(millis)
+        .map(|t| t.naive_utc())
+        .ok_or_else(|| EvalError(format!("timestamp {millis} out of range")))
 }
 
 fn zone(name: &str) -> Result<Tz, EvalError> {
@@ -393,7 +430,9 @@ fn zone(name: &str) -> Result<Tz, EvalError> {
 
 /// Reads `millis` as wall-clock time in `from` and gives the wall-clock time in `to`.
 fn convert_tz(millis: Millis, from: Tz, to: Tz) -> Result<Millis, EvalError> {
-    let naive = DateTime::from_timestamp_millis(millis).ok_or_else(|| EvalError("timestamp out of range".into()))?.naive_utc();
+    let naive = DateTime::from_timestamp_millis(millis)
+        .ok_or_else(|| EvalError("timestamp out of range".into()))?
+        .naive_utc();
     // An ambiguous local time (the repeated autumn hour) takes the earlier
     // instant; a missing one (spring forward) is shifted by the offset before it.
     let instant = match from.from_local_datetime(&naive) {
@@ -501,7 +540,10 @@ mod tests {
         assert_eq!(Function::Hour.eval(std::slice::from_ref(&t)).unwrap(), Datum::Int(6));
         // 2024-03-10 is a Sunday.
         assert_eq!(Function::DayOfWeek.eval(std::slice::from_ref(&t)).unwrap(), Datum::Int(1));
-        assert_eq!(Function::DateFormat.eval(&[t.clone(), Datum::string("yyyy-MM-dd HH'h'")]).unwrap(), Datum::string("2024-03-10 06h"));
+        assert_eq!(
+            Function::DateFormat.eval(&[t.clone(), Datum::string("yyyy-MM-dd HH'h'")]).unwrap(),
+            Datum::string("2024-03-10 06h")
+        );
         assert_eq!(Function::TimestampFloor.eval(&[t, Datum::Int(3_600_000)]).unwrap(), ts("2024-03-10 06:00:00"));
     }
 
@@ -517,13 +559,23 @@ mod tests {
         // The repeated autumn hour maps back to its earlier instant.
         let back = Function::ConvertTz.eval(&[ts("2024-11-03 01:30:00"), ny, utc]).unwrap();
         assert_eq!(back, ts("2024-11-03 05:30:00"));
-        assert!(Function::ConvertTz.eval(&[ts("2024-01-01 00:00:00"), Datum::string("Mars/Base"), Datum::string("UTC")]).is_err());
+        assert!(
+            Function::ConvertTz
+                .eval(&[ts("2024-01-01 00:00:00"), Datum::string("Mars/Base"), Datum::string("UTC")])
+                .is_err()
+        );
     }
 
     #[test]
     fn type_errors_are_explained() {
-        assert_eq!(Function::Abs.return_type(&[DataType::String]).unwrap_err(), "argument 1 of ABS must be numeric, found STRING");
+        assert_eq!(
+            Function::Abs.return_type(&[DataType::String]).unwrap_err(),
+            "argument 1 of ABS must be numeric, found STRING"
+        );
         assert_eq!(Function::Round.return_type(&[]).unwrap_err(), "ROUND takes 1 to 2 argument(s), found 0");
-        assert_eq!(Function::Coalesce.return_type(&[DataType::Null, DataType::Int, DataType::Float]).unwrap(), DataType::Float);
+        assert_eq!(
+            Function::Coalesce.return_type(&[DataType::Null, DataType::Int, DataType::Float]).unwrap(),
+            DataType::Float
+        );
     }
 }

@@ -222,7 +222,11 @@ impl Plan {
     pub fn inputs(&self) -> Vec<&Plan> {
         match &self.node {
             Node::TableScan { .. } | Node::ViewScan { .. } => vec![],
-            Node::Filter { input, .. } | Node::Project { input, .. } | Node::WindowAssign { input, .. } | Node::Aggregate { input, .. } | Node::SessionAggregate { input, .. } => {
+            Node::Filter { input, .. }
+            | Node::Project { input, .. }
+            | Node::WindowAssign { input, .. }
+            | Node::Aggregate { input, .. }
+            | Node::SessionAggregate { input, .. } => {
                 vec![input]
             }
             Node::Join { left, right, .. } => vec![left, right],
@@ -236,9 +240,18 @@ impl Plan {
             Node::ViewScan { .. } => "ViewScan",
             Node::Filter { .. } => "Filter",
             Node::Project { .. } => "Project",
-            Node::WindowAssign { window: WindowSpec::Tumble { .. }, .. } => "Tumble",
-            Node::WindowAssign { window: WindowSpec::Hop { .. }, .. } => "Hop",
-            Node::WindowAssign { window: WindowSpec::Cumulate { .. }, .. } => "Cumulate",
+            Node::WindowAssign {
+                window: WindowSpec::Tumble { .. },
+                ..
+            } => "Tumble",
+            Node::WindowAssign {
+                window: WindowSpec::Hop { .. },
+                ..
+            } => "Hop",
+            Node::WindowAssign {
+                window: WindowSpec::Cumulate { .. },
+                ..
+            } => "Cumulate",
             Node::Aggregate { window: Some(_), .. } => "WindowAggregate",
             Node::Aggregate { window: None, .. } => "Aggregate",
             Node::SessionAggregate { .. } => "SessionWindowAggregate",
@@ -256,8 +269,18 @@ impl Plan {
             Node::Project { exprs, .. } => join(exprs),
             Node::WindowAssign { window, time_column, .. } => format!("{window:?} over ${time_column}"),
             Node::Aggregate { keys, aggregates, emit, .. } => format!("keys=[{}] aggregates=[{}] emit={emit:?}", join(keys), aggregate_list(aggregates)),
-            Node::SessionAggregate { partition, time_column, gap, aggregates, emit, .. } => {
-                format!("partition={partition:?} time=${time_column} gap={gap}ms aggregates=[{}] emit={emit:?}", aggregate_list(aggregates))
+            Node::SessionAggregate {
+                partition,
+                time_column,
+                gap,
+                aggregates,
+                emit,
+                ..
+            } => {
+                format!(
+                    "partition={partition:?} time=${time_column} gap={gap}ms aggregates=[{}] emit={emit:?}",
+                    aggregate_list(aggregates)
+                )
             }
             Node::Join { left_keys, right_keys, .. } => format!("left{left_keys:?} = right{right_keys:?}"),
         };
@@ -297,7 +320,13 @@ impl fmt::Display for Program {
                 TableRole::Source => "source",
                 TableRole::Sink => "sink",
             };
-            write!(f, "table {} {} [{role}] connector={}", table.name(), table.connector.schema, table.connector.option("connector").unwrap_or("?"))?;
+            write!(
+                f,
+                "table {} {} [{role}] connector={}",
+                table.name(),
+                table.connector.schema,
+                table.connector.option("connector").unwrap_or("?")
+            )?;
             if let Some(key) = &table.primary_key {
                 write!(f, " primary_key={key:?}")?;
             }

@@ -90,12 +90,19 @@ fn parse_table_argument(parser: &mut Parser) -> Result<Expr, ParserError> {
             arguments.push(parser.parse_identifier()?);
         }
     }
-    let args = arguments.into_iter().map(|ident| FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(ident)))).collect();
+    let args = arguments
+        .into_iter()
+        .map(|ident| FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(ident))))
+        .collect();
     Ok(Expr::Function(Function {
         name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(TABLE_ARGUMENT))]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
-        args: FunctionArguments::List(FunctionArgumentList { duplicate_treatment: None, args, clauses: vec![] }),
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args,
+            clauses: vec![],
+        }),
         filter: None,
         null_treatment: None,
         over: None,

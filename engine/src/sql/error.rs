@@ -87,7 +87,11 @@ impl SqlError {
             1
         };
         // Columns count characters; tabs are kept so the caret lines up in a terminal.
-        let pad: String = line_text.chars().take(start.column as usize - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+        let pad: String = line_text
+            .chars()
+            .take(start.column as usize - 1)
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
         out.push_str(&format!("{:gutter$} |\n", ""));
         out.push_str(&format!("{} | {}\n", start.line, line_text));
         out.push_str(&format!("{:gutter$} | {}{}\n", "", pad, "^".repeat(width)));
@@ -119,12 +123,17 @@ mod tests {
         let source = "SELECT a\nFROM t WHERE prise > 1";
         let error = SqlError::new("unknown column 'prise'", Span::new(Location::new(2, 14), Location::new(2, 19)));
         let rendered = error.render("q.sql", source);
-        assert_eq!(rendered, "error: unknown column 'prise'\n  --> q.sql:2:14\n  |\n2 | FROM t WHERE prise > 1\n  |              ^^^^^\n");
+        assert_eq!(
+            rendered,
+            "error: unknown column 'prise'\n  --> q.sql:2:14\n  |\n2 | FROM t WHERE prise > 1\n  |              ^^^^^\n"
+        );
     }
 
     #[test]
     fn parser_messages_keep_their_position() {
-        let error = SqlError::from_parser(sqlparser::parser::ParserError::ParserError("Expected: an expression, found: FROM at Line: 3, Column: 8".into()));
+        let error = SqlError::from_parser(sqlparser::parser::ParserError::ParserError(
+            "Expected: an expression, found: FROM at Line: 3, Column: 8".into(),
+        ));
         assert_eq!(error.span.start, Location::new(3, 8));
         assert_eq!(error.message, "Expected: an expression, found: FROM");
     }

@@ -170,7 +170,11 @@ fn parse_statement(parser: &mut Parser) -> SqlResult<Statement> {
         let key = p(parser.parse_literal_string())?;
         p(parser.expect_token(&Token::Eq))?;
         let value = p(parser.parse_literal_string())?;
-        return Ok(Statement::Set { key, value, span: start.union(&parser.get_current_token().span) });
+        return Ok(Statement::Set {
+            key,
+            value,
+            span: start.union(&parser.get_current_token().span),
+        });
     }
     let statement = parser.parse_statement().map_err(SqlError::from_parser)?;
     let emit = parse_emit(parser)?;
@@ -189,14 +193,20 @@ fn parse_statement(parser: &mut Parser) -> SqlResult<Statement> {
             };
             let table = single_name(table)?;
             if !insert.columns.is_empty() || insert.overwrite || insert.partitioned.is_some() {
-                return Err(SqlError::new("only `INSERT INTO table SELECT ...` is supported (no column list, OVERWRITE or PARTITION)", table.span));
+                return Err(SqlError::new(
+                    "only `INSERT INTO table SELECT ...` is supported (no column list, OVERWRITE or PARTITION)",
+                    table.span,
+                ));
             }
             let Some(query) = insert.source else {
                 return Err(SqlError::new("INSERT needs a SELECT", table.span));
             };
             Ok(Statement::Insert { table, query, emit })
         }
-        other => Err(SqlError::new(format!("unsupported statement: {}", first_words(&other.to_string())), start.union(&other.span()))),
+        other => Err(SqlError::new(
+            format!("unsupported statement: {}", first_words(&other.to_string())),
+            start.union(&other.span()),
+        )),
     }
 }
 
@@ -208,7 +218,10 @@ fn first_words(text: &str) -> String {
 fn single_name(name: &ast::ObjectName) -> SqlResult<Ident> {
     match name.0.as_slice() {
         [ast::ObjectNamePart::Identifier(ident)] => Ok(ident.clone()),
-        _ => Err(SqlError::at(name, format!("'{name}': catalogs and databases are not supported; use a plain name"))),
+        _ => Err(SqlError::at(
+            name,
+            format!("'{name}': catalogs and databases are not supported; use a plain name"),
+        )),
     }
 }
 
@@ -234,7 +247,13 @@ fn parse_create_table(parser: &mut Parser) -> SqlResult<CreateTable> {
     let _ = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name = single_name(&p(parser.parse_object_name(false))?)?;
     p(parser.expect_token(&Token::LParen))?;
-    let mut table = CreateTable { name, columns: Vec::new(), primary_key: None, watermark: None, options: Vec::new() };
+    let mut table = CreateTable {
+        name,
+        columns: Vec::new(),
+        primary_key: None,
+        watermark: None,
+        options: Vec::new(),
+    };
     loop {
         let keyword_span = parser.peek_token().span;
         if parser.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
@@ -303,7 +322,10 @@ fn p<T>(result: Result<T, sqlparser::parser::ParserError>) -> SqlResult<T> {
 fn parse_column(parser: &mut Parser) -> SqlResult<ColumnDecl> {
     let name = parser.parse_identifier().map_err(SqlError::from_parser)?;
     if parser.peek_keyword(Keyword::AS) {
-        return Err(SqlError::new("computed columns (`name AS expression`) are not supported; compute it in a view", name.span));
+        return Err(SqlError::new(
+            "computed columns (`name AS expression`) are not supported; compute it in a view",
+            name.span,
+        ));
     }
     let type_start = parser.peek_token().span;
     let data_type = parser.parse_data_type().map_err(SqlError::from_parser)?;
@@ -312,7 +334,12 @@ fn parse_column(parser: &mut Parser) -> SqlResult<ColumnDecl> {
         return Err(SqlError::new("metadata columns are not supported", parser.peek_token().span));
     }
     let not_null = parser.parse_keywords(&[Keyword::NOT, Keyword::NULL]);
-    Ok(ColumnDecl { name, data_type, type_span, not_null })
+    Ok(ColumnDecl {
+        name,
+        data_type,
+        type_span,
+        not_null,
+    })
 }
 
 #[cfg(test)]
@@ -339,7 +366,9 @@ mod tests {
     fn parses_flink_ddl_windows_and_emit() {
         let statements = parse_file(FLINK_DDL).unwrap();
         assert_eq!(statements.len(), 3);
-        let Statement::CreateTable(table) = &statements[0] else { panic!("expected CREATE TABLE") };
+        let Statement::CreateTable(table) = &statements[0] else {
+            panic!("expected CREATE TABLE")
+        };
         assert_eq!(table.name.value, "ticks");
         assert_eq!(table.columns.len(), 4);
         assert_eq!(table.primary_key.as_ref().unwrap().len(), 2);
