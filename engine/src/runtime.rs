@@ -172,11 +172,11 @@ impl DeadLetters {
     /// Flushes the file and gives the counts, or the first write error.
     pub fn finish(&self) -> Result<BTreeMap<(String, String), u64>, RunFailure> {
         let mut state = self.0.lock().expect("dead letters");
-        if let Some((path, writer)) = &mut state.file {
-            if let Err(e) = writer.flush() {
-                let path = path.clone();
-                state.error.get_or_insert(RunFailure::DeadLetterOutput { path, message: e.to_string() });
-            }
+        if let Some((path, writer)) = &mut state.file
+            && let Err(e) = writer.flush()
+        {
+            let path = path.clone();
+            state.error.get_or_insert(RunFailure::DeadLetterOutput { path, message: e.to_string() });
         }
         match state.error.take() {
             Some(error) => Err(error),

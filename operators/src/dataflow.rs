@@ -69,6 +69,10 @@ pub type Updates<D> = Vec<(D, Epoch, Diff)>;
 /// Where an update goes: a worker is chosen by this hash modulo the worker count.
 pub type Route<D> = fn(&D) -> u64;
 
+/// What an operator holds for an epoch its inputs have not passed yet: the
+/// capability to emit at it, the updates, and the watermark reports.
+type PendingEpoch<D> = (Capability<Epoch>, Vec<(D, Diff)>, Vec<WatermarkUpdate>);
+
 /// A stable hash for routing by key (the same on every process).
 pub fn route_hash<K: Hash + ?Sized>(key: &K) -> u64 {
     std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key)
@@ -97,7 +101,7 @@ where
     let exchange = Exchange::new(move |update: &(D, Epoch, Diff)| route(&update.0));
     data.binary_frontier::<_, CapacityContainerBuilder<Updates<Row>>, _, _, _, _>(watermarks, exchange, Pipeline, name, move |_capability, _info| {
         // Pending work per epoch: the capability to emit at it, updates, watermark reports.
-        let mut pending: BTreeMap<Epoch, (Capability<Epoch>, Vec<(D, Diff)>, Vec<WatermarkUpdate>)> = BTreeMap::new();
+        let mut pending: BTreeMap<Epoch, PendingEpoch<D>> = BTreeMap::new();
         let mut reported: BTreeMap<(u32, u32), Millis> = BTreeMap::new();
         let mut watermark = Millis::MIN;
         let mut output = Vec::new();

@@ -109,10 +109,10 @@ impl GroupedAggregate {
     /// Applies one change. Returns false (and changes nothing) when the row is late.
     pub fn update(&mut self, key: Row, args: &[Datum], diff: Diff, watermark: Millis) -> bool {
         let window_end = self.window_end(&key);
-        if let Some(end) = window_end {
-            if self.is_retired(end, watermark) {
-                return false;
-            }
+        if let Some(end) = window_end
+            && self.is_retired(end, watermark)
+        {
+            return false;
         }
         // With EMIT FINAL an incomplete window is published when it completes, not now.
         let publish_now = !self.final_mode() || window_end.is_some_and(|end| Self::is_complete(end, watermark));

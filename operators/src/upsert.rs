@@ -66,17 +66,17 @@ impl TimedCore for Upsert {
             return;
         }
         let time = self.event_time(&row);
-        if let (Some(time), Some(horizon)) = (time, self.horizon(context.watermark)) {
-            if time < horizon {
-                context.dead_letters.push(DeadLetter {
-                    origin: self.table.clone(),
-                    reason: DeadLetterReason::Late,
-                    detail: format!("row older than the upsert retention ({} ms behind the watermark)", self.retention),
-                    position: "event time".into(),
-                    record: row.to_string(),
-                });
-                return;
-            }
+        if let (Some(time), Some(horizon)) = (time, self.horizon(context.watermark))
+            && time < horizon
+        {
+            context.dead_letters.push(DeadLetter {
+                origin: self.table.clone(),
+                reason: DeadLetterReason::Late,
+                detail: format!("row older than the upsert retention ({} ms behind the watermark)", self.retention),
+                position: "event time".into(),
+                record: row.to_string(),
+            });
+            return;
         }
         if let Some(previous) = self.current.insert(key.clone(), row.clone()) {
             if previous == row {

@@ -922,16 +922,16 @@ impl Binder {
     /// Binds and types a scalar expression. With `aggregation`, the expression
     /// is over the aggregate's output: group keys and aggregate calls.
     fn expr(&mut self, ast: &Ast, scope: &Scope, mut aggregation: Option<&mut Aggregation>) -> SqlResult<(Expr, DataType)> {
-        if let Some(agg) = aggregation.as_deref_mut() {
-            if !contains_aggregate(ast) {
-                if let Ok((expr, _)) = self.expr(ast, agg.input, None) {
-                    if let Some(position) = agg.keys.iter().position(|k| *k == expr) {
-                        return Ok((Expr::Column(position), agg.key_types[position]));
-                    }
-                }
-                if matches!(ast, Ast::Identifier(_) | Ast::CompoundIdentifier(_)) {
-                    return Err(SqlError::at(ast, format!("'{ast}' must appear in GROUP BY or inside an aggregate")));
-                }
+        if let Some(agg) = aggregation.as_deref_mut()
+            && !contains_aggregate(ast)
+        {
+            if let Ok((expr, _)) = self.expr(ast, agg.input, None)
+                && let Some(position) = agg.keys.iter().position(|k| *k == expr)
+            {
+                return Ok((Expr::Column(position), agg.key_types[position]));
+            }
+            if matches!(ast, Ast::Identifier(_) | Ast::CompoundIdentifier(_)) {
+                return Err(SqlError::at(ast, format!("'{ast}' must appear in GROUP BY or inside an aggregate")));
             }
         }
         let recurse = |binder: &mut Binder, ast: &Ast, aggregation: &mut Option<&mut Aggregation>| binder.expr(ast, scope, aggregation.as_deref_mut());

@@ -25,7 +25,7 @@ use dialect::FlinkDialect;
 #[derive(Clone, Debug)]
 pub enum Statement {
     /// `CREATE TABLE`: a source or a sink.
-    CreateTable(CreateTable),
+    CreateTable(Box<CreateTable>),
     /// `CREATE VIEW name AS query`.
     CreateView {
         /// The view name.
@@ -160,7 +160,7 @@ fn parse_statements(text: &str) -> SqlResult<Vec<Statement>> {
 
 fn parse_statement(parser: &mut Parser) -> SqlResult<Statement> {
     if parser.peek_keyword(Keyword::CREATE) && is_create_table(parser) {
-        return parse_create_table(parser).map(Statement::CreateTable);
+        return parse_create_table(parser).map(|table| Statement::CreateTable(Box::new(table)));
     }
     let start = parser.peek_token().span;
     let [first, second] = parser.peek_tokens_with_location();
