@@ -1235,7 +1235,13 @@ fn filter(input: Plan, predicate: Expr) -> Plan {
     }
 }
 
+/// A projection; one that keeps every input column in place only renames,
+/// so it adds no operator.
 fn project(input: Plan, exprs: Vec<Expr>, schema: Schema) -> Plan {
+    let is_identity = exprs.len() == input.schema.len() && exprs.iter().enumerate().all(|(i, e)| e.as_column() == Some(i));
+    if is_identity {
+        return Plan { schema, window: None, ..input };
+    }
     let rowtime = input.rowtime.and_then(|t| exprs.iter().position(|e| e.as_column() == Some(t)));
     Plan {
         schema,
