@@ -224,7 +224,7 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
     let dead_letters = DeadLetters::new(options.dead_letter_path.as_deref())?;
     let failure = Arc::new(RunFailureSlot::default());
     let rows_read = Arc::new(AtomicU64::new(0));
-    let progress = (options.show_progress && std::io::stderr().is_terminal()).then(progress_bar);
+    let progress = (options.show_progress && std::io::stderr().is_terminal()).then(|| Arc::new(Progress::new(options.workers.max(1))));
     let worker_program = program.clone();
     let worker_failure = failure.clone();
     let worker_rows = rows_read.clone();
@@ -350,12 +350,9 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
             } else {
                 worker.step_or_park(Some(Duration::from_millis(1)));
             }
-            if let Some(bar) = worker_progress
-                .as_ref()
-                .filter(|_| context.worker_index == 0 && last_progress.elapsed() > Duration::from_millis(100))
-            {
+            if let Some(progress) = worker_progress.as_ref().filter(|_| last_progress.elapsed() > Duration::from_millis(100)) {
                 last_progress = Instant::now();
-                update_progress(bar, &sources, worker_rows.load(Ordering::Relaxed));
+                progress.report(context.worker_index, &sources, worker_rows.load(Ordering::Relaxed));
             }
         }
         for input in handles.inputs.values_mut() {
@@ -374,8 +371,8 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
             failure.set(RunFailure::Workers(message));
         }
     }
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
+    if let Some(progress) = progress {
+        progress.bar.finish_and_clear();
     }
     let counts = dead_letters.finish()?;
     if let Some(error) = failure.take() {
@@ -398,21 +395,35 @@ fn print_config() -> ConnectorConfig {
     }
 }
 
-fn progress_bar() -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}").expect("valid template"));
-    bar
+/// The progress bar of a long replay: every worker reports its own sources'
+/// progress into its slot; the bar shows the sum.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    /// Per worker: units done and units in total.
+    slots: Vec<(AtomicU64, AtomicU64)>,
 }
 
-fn update_progress(bar: &indicatif::ProgressBar, sources: &[SourceState], rows: u64) {
-    let (done, total) = sources
-        .iter()
-        .filter_map(|s| s.source.progress())
-        .fold((0, 0), |(d, t), p| (d + p.done, t + p.total.unwrap_or(0)));
-    if total > 0 {
-        bar.set_length(total);
-        bar.set_position(done);
+impl Progress {
+    fn new(workers: usize) -> Self {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}").expect("valid template"));
+        Progress { bar, slots: (0..workers).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect() }
     }
-    let rate = rows as f64 / bar.elapsed().as_secs_f64().max(1e-3);
-    bar.set_message(format!("{rows} rows, {rate:.0} rows/s"));
+
+    fn report(&self, worker: usize, sources: &[SourceState], rows: u64) {
+        let (done, total) = sources
+            .iter()
+            .filter_map(|s| s.source.progress())
+            .fold((0, 0), |(d, t), p| (d + p.done, t + p.total.unwrap_or(0)));
+        self.slots[worker].0.store(done, Ordering::Relaxed);
+        self.slots[worker].1.store(total, Ordering::Relaxed);
+        let done: u64 = self.slots.iter().map(|s| s.0.load(Ordering::Relaxed)).sum();
+        let total: u64 = self.slots.iter().map(|s| s.1.load(Ordering::Relaxed)).sum();
+        if total > 0 {
+            self.bar.set_length(total);
+            self.bar.set_position(done);
+        }
+        let rate = rows as f64 / self.bar.elapsed().as_secs_f64().max(1e-3);
+        self.bar.set_message(format!("{rows} rows, {rate:.0} rows/s"));
+    }
 }
