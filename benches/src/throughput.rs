@@ -117,6 +117,36 @@ pub struct Workload {
     pub nodes: u64,
     /// The simulator's seed.
     pub seed: u64,
+    /// The engine's emit mode (the hand loop always emits final windows).
+    pub emit: Emit,
+}
+
+/// When the engine emits windows: every change, or once per complete window
+/// (what Flink's window aggregations and the hand loop do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    /// `EMIT CHANGES`: every epoch republishes each changed window.
+    Changes,
+    /// `EMIT FINAL`: each window once, when the watermark passes its end.
+    Final,
+}
+
+impl Emit {
+    /// The clause as written in SQL.
+    pub fn clause(self) -> &'static str {
+        match self {
+            Emit::Changes => "EMIT CHANGES",
+            Emit::Final => "EMIT FINAL",
+        }
+    }
+
+    /// The name used in results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Emit::Changes => "changes",
+            Emit::Final => "final",
+        }
+    }
 }
 
 impl Workload {
@@ -168,9 +198,10 @@ pub fn query_text(workload: &Workload, input: EngineInput, sink_options: &str) -
              WATERMARK FOR ts AS ts - INTERVAL '{delay}' SECOND) WITH ({source});\n\
          CREATE TABLE windows (node STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3), ticks BIGINT, \
              avg_price DOUBLE, min_price DOUBLE, max_price DOUBLE, sum_price DOUBLE) WITH ({sink_options});\n\
-         INSERT INTO windows {AGGREGATION};\n",
+         INSERT INTO windows {AGGREGATION} {emit};\n",
         delay = WATERMARK_DELAY_MS / 1000,
         source = source_options.join(", "),
+        emit = workload.emit.clause(),
     )
 }
 
@@ -512,9 +543,10 @@ pub struct ResultRow {
 }
 
 /// The header of the results file.
-pub const RESULT_COLUMNS: [&str; 9] = [
+pub const RESULT_COLUMNS: [&str; 10] = [
     "timestamp",
     "mode",
+    "emit",
     "workers",
     "ticks",
     "nodes",
@@ -526,10 +558,11 @@ pub const RESULT_COLUMNS: [&str; 9] = [
 
 impl ResultRow {
     /// The row's fields, in [`RESULT_COLUMNS`] order; unknown values are empty.
-    pub fn fields(&self) -> [String; 9] {
+    pub fn fields(&self) -> [String; 10] {
         [
             self.timestamp.clone(),
             self.mode.as_str().to_owned(),
+            if self.mode == Mode::Handloop { "final" } else { self.workload.emit.as_str() }.to_owned(),
             self.workers.to_string(),
             self.workload.ticks.to_string(),
             self.workload.nodes.to_string(),
@@ -573,7 +606,12 @@ mod tests {
     type Windows = BTreeMap<(String, Millis), (u64, f64, f64, f64, f64)>;
 
     fn workload(ticks: u64, nodes: u64) -> Workload {
-        Workload { ticks, nodes, seed: 7 }
+        Workload {
+            ticks,
+            nodes,
+            seed: 7,
+            emit: Emit::Changes,
+        }
     }
 
     fn hand_loop_windows(ticks: &Ticks, batch_size: usize) -> Windows {

@@ -31,6 +31,7 @@ use carbonflow_operators::dataflow::{CoreContext, TimedCore, WatermarkUpdate, ro
 use carbonflow_operators::grouped::{EmitMode, GroupedAggregate, WindowKey};
 use carbonflow_operators::session_aggregate::SessionAggregate;
 use carbonflow_operators::upsert::Upsert;
+use carbonflow_operators::windows::WindowSpec;
 use carbonflow_sinks::Sink;
 
 use crate::plan::{AggregateCall, Expr, Node, OutputTarget, Plan, Program};
@@ -152,8 +153,8 @@ impl<'s> Builder<'s, '_> {
                 let input = self.plan(input);
                 let exprs = exprs.clone();
                 let dead_letters = self.dead_letters.clone();
-                input.flat_map(move |row| match exprs.iter().map(|e| e.eval(&row)).collect::<Result<Vec<_>, _>>() {
-                    Ok(datums) => Some(Row::new(datums)),
+                input.flat_map(move |row| match eval_row(&exprs, &row, None) {
+                    Ok(projected) => Some(projected),
                     Err(error) => {
                         dead_letters.push(eval_failure("Project", &row, &error.to_string()));
                         None
@@ -162,17 +163,11 @@ impl<'s> Builder<'s, '_> {
             }
             Node::WindowAssign { input, window, time_column } => {
                 let input = self.plan(input);
-                let (window, time_column) = (*window, *time_column);
+                let mut windowing = Windowing::new(*window, *time_column);
                 input.flat_map(move |row| {
-                    let mut windows = Vec::new();
-                    if let Some(ts) = row.get(time_column).as_timestamp() {
-                        window.assign(ts, &mut windows);
-                    }
-                    windows.into_iter().map(move |(start, end)| {
-                        let mut datums = row.to_vec();
-                        datums.extend([Datum::Timestamp(start), Datum::Timestamp(end), Datum::Timestamp(end - 1)]);
-                        Row::new(datums)
-                    })
+                    let mut widened = Produced::default();
+                    windowing.for_each(&row, |datums| widened.push(Row::new(datums.to_vec())));
+                    widened
                 })
             }
             Node::Aggregate {
@@ -182,9 +177,20 @@ impl<'s> Builder<'s, '_> {
                 window,
                 emit,
             } => {
+                // A window TVF right below is fused in: rows are widened in a
+                // reused buffer instead of being materialised once per window.
+                // The widened rows have the window plan's layout, so its rowtime holds.
                 let rowtime = input.rowtime;
+                let (input, windowing) = match &input.node {
+                    Node::WindowAssign {
+                        input: inner,
+                        window,
+                        time_column,
+                    } => (inner.as_ref(), Some(Windowing::new(*window, *time_column))),
+                    _ => (input.as_ref(), None),
+                };
                 let input = self.plan(input);
-                let keyed = keyed_arguments(input, keys.clone(), aggregates, rowtime, self.dead_letters.clone());
+                let keyed = keyed_arguments(input, windowing, keys.clone(), aggregates, rowtime, self.dead_letters.clone());
                 let window = window.map(|w| WindowKey {
                     end: w.end,
                     allowed_lateness: self.program.allowed_lateness,
@@ -206,7 +212,7 @@ impl<'s> Builder<'s, '_> {
             } => {
                 let input = self.plan(input);
                 let keys = partition.iter().map(|c| Expr::Column(*c)).collect();
-                let keyed = keyed_arguments(input, keys, aggregates, Some(*time_column), self.dead_letters.clone());
+                let keyed = keyed_arguments(input, None, keys, aggregates, Some(*time_column), self.dead_letters.clone());
                 let emit = if *emit == Emit::Final { EmitMode::Final } else { EmitMode::Changes };
                 let core = SessionAggregate::new(
                     "SessionWindowAggregate",
@@ -299,33 +305,123 @@ pub fn upsert_retention(connector: &ConnectorConfig) -> Millis {
         .unwrap_or(DEFAULT_UPSERT_RETENTION)
 }
 
-/// Maps rows to `(group key, aggregate arguments ++ [event time])`.
+/// Maps rows to `(group key, aggregate arguments ++ [event time])`, first
+/// widening each row by its windows when a window TVF is fused in.
 fn keyed_arguments<'s>(
     input: Collection<'s>,
+    mut windowing: Option<Windowing>,
     keys: Vec<Expr>,
     aggregates: &[AggregateCall],
     rowtime: Option<usize>,
     dead_letters: DeadLetters,
 ) -> VecCollection<'s, Epoch, (Row, Row), Diff> {
-    let args: Vec<Option<Expr>> = aggregates.iter().map(|a| a.arg.clone()).collect();
+    let args: Vec<Expr> = aggregates.iter().map(|a| a.arg.clone().unwrap_or(Expr::Literal(Datum::Null))).collect();
+    let extract = move |datums: &[Datum]| -> Result<(Row, Row), crate::plan::expr::EvalError> {
+        let key = eval_row(&keys, datums, None)?;
+        let time = rowtime.map_or(Datum::Null, |t| datums[t].clone());
+        Ok((key, eval_row(&args, datums, Some(time))?))
+    };
     input.flat_map(move |row| {
-        let evaluated = (|| -> Result<(Row, Row), crate::plan::expr::EvalError> {
-            let key = keys.iter().map(|k| k.eval(&row)).collect::<Result<Row, _>>()?;
-            let mut values = args
-                .iter()
-                .map(|a| a.as_ref().map_or(Ok(Datum::Null), |e| e.eval(&row)))
-                .collect::<Result<Vec<_>, _>>()?;
-            values.push(rowtime.map_or(Datum::Null, |t| row.get(t).clone()));
-            Ok((key, Row::new(values)))
-        })();
-        match evaluated {
-            Ok(pair) => Some(pair),
-            Err(error) => {
-                dead_letters.push(eval_failure("Aggregate", &row, &error.to_string()));
-                None
-            }
+        let mut produced = Produced::default();
+        let mut failure = None;
+        let mut emit = |datums: &[Datum]| match extract(datums) {
+            Ok(pair) => produced.push(pair),
+            Err(error) => failure = Some(error),
+        };
+        match windowing.as_mut() {
+            Some(windowing) => windowing.for_each(&row, &mut emit),
+            None => emit(&row),
         }
+        if let Some(error) = failure {
+            dead_letters.push(eval_failure("Aggregate", &row, &error.to_string()));
+        }
+        produced
     })
+}
+
+/// Evaluates `exprs` over a row into a new row (plus `extra` at the end),
+/// allocating exactly once.
+fn eval_row(exprs: &[Expr], row: &[Datum], extra: Option<Datum>) -> Result<Row, crate::plan::expr::EvalError> {
+    let mut datums = Vec::with_capacity(exprs.len() + usize::from(extra.is_some()));
+    for expr in exprs {
+        datums.push(expr.eval(row)?);
+    }
+    datums.extend(extra);
+    Ok(Row::new(datums))
+}
+
+/// A TUMBLE, HOP or CUMULATE window applied row by row, with reused buffers.
+struct Windowing {
+    window: WindowSpec,
+    time_column: usize,
+    windows: Vec<(Millis, Millis)>,
+    widened: Vec<Datum>,
+}
+
+impl Windowing {
+    fn new(window: WindowSpec, time_column: usize) -> Self {
+        Windowing {
+            window,
+            time_column,
+            windows: Vec::new(),
+            widened: Vec::new(),
+        }
+    }
+
+    /// Calls `f` once per window of `row`, with the row followed by
+    /// `window_start`, `window_end` and `window_time` (`end - 1`, as in Flink).
+    fn for_each(&mut self, row: &Row, mut f: impl FnMut(&[Datum])) {
+        self.windows.clear();
+        if let Some(ts) = row.get(self.time_column).as_timestamp() {
+            self.window.assign(ts, &mut self.windows);
+        }
+        for &(start, end) in &self.windows {
+            self.widened.clear();
+            self.widened.extend_from_slice(row);
+            self.widened.extend([Datum::Timestamp(start), Datum::Timestamp(end), Datum::Timestamp(end - 1)]);
+            f(&self.widened);
+        }
+    }
+}
+
+/// What one input row produces: usually one output, sometimes none or several
+/// (HOP, CUMULATE), without a vector allocation in the common case.
+enum Produced<T> {
+    None,
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Default for Produced<T> {
+    fn default() -> Self {
+        Produced::None
+    }
+}
+
+impl<T> Produced<T> {
+    fn push(&mut self, item: T) {
+        *self = match std::mem::take(self) {
+            Produced::None => Produced::One(item),
+            Produced::One(first) => Produced::Many(vec![first, item]),
+            Produced::Many(mut items) => {
+                items.push(item);
+                Produced::Many(items)
+            }
+        };
+    }
+}
+
+impl<T> IntoIterator for Produced<T> {
+    type Item = T;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<T>, std::vec::IntoIter<T>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            Produced::None => None.into_iter().chain(Vec::new()),
+            Produced::One(item) => Some(item).into_iter().chain(Vec::new()),
+            Produced::Many(items) => None.into_iter().chain(items),
+        }
+    }
 }
 
 fn eval_failure(operator: &str, row: &Row, detail: &str) -> DeadLetter {

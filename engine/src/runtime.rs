@@ -407,7 +407,10 @@ impl Progress {
     fn new(workers: usize) -> Self {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}").expect("valid template"));
-        Progress { bar, slots: (0..workers).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect() }
+        Progress {
+            bar,
+            slots: (0..workers).map(|_| (AtomicU64::new(0), AtomicU64::new(0))).collect(),
+        }
     }
 
     fn report(&self, worker: usize, sources: &[SourceState], rows: u64) {

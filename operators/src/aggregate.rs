@@ -42,13 +42,13 @@
 //!   back to 0. For MIN, MAX, FIRST_VALUE and LAST_VALUE DISTINCT cannot change
 //!   the answer, so it is ignored there.
 
-use std::collections::btree_map::{BTreeMap, Entry};
 use std::collections::hash_map::HashMap;
 use std::fmt;
 
 use carbonflow_core::{DataType, Datum, Diff, Millis};
 
 use crate::exact_sum::ExactSum;
+use crate::multiset::Multiset;
 
 /// An aggregate function of SQL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -193,9 +193,9 @@ enum State {
     /// The variances: the sums of `x` and of `x²`.
     Moments(Box<[ExactSum; 2]>),
     /// MIN and MAX: the multiset of values.
-    Values(BTreeMap<Datum, Diff>),
+    Values(Multiset<Datum>),
     /// FIRST_VALUE and LAST_VALUE: the multiset of (event time, value).
-    Timed(BTreeMap<(Millis, Datum), Diff>),
+    Timed(Multiset<(Millis, Datum)>),
 }
 
 /// The state of one aggregate over one group. See the module documentation.
@@ -219,8 +219,8 @@ impl Accumulator {
             Sum | Avg if float => State::FloatSum(Box::default()),
             Sum | Avg => State::IntSum(0),
             StddevPop | StddevSamp | VarPop | VarSamp => State::Moments(Box::default()),
-            Min | Max => State::Values(BTreeMap::new()),
-            FirstValue | LastValue => State::Timed(BTreeMap::new()),
+            Min | Max => State::Values(Multiset::default()),
+            FirstValue | LastValue => State::Timed(Multiset::default()),
         };
         let distinct_matters = matches!(spec.function, Count | Sum | Avg | StddevPop | StddevSamp | VarPop | VarSamp);
         Accumulator {
@@ -286,8 +286,8 @@ impl Accumulator {
                 }
                 None => return,
             },
-            State::Values(values) => add_multiplicity(values, value.clone(), diff),
-            State::Timed(values) => add_multiplicity(values, (event_time, value.clone()), diff),
+            State::Values(values) => values.add(value.clone(), diff),
+            State::Timed(values) => values.add((event_time, value.clone()), diff),
         }
         self.count += diff;
     }
@@ -323,35 +323,13 @@ impl Accumulator {
                     variance
                 })
             }
-            (State::Values(values), Min) => first_present(values.iter()).cloned().unwrap_or(Datum::Null),
-            (State::Values(values), _) => first_present(values.iter().rev()).cloned().unwrap_or(Datum::Null),
-            (State::Timed(values), FirstValue) => first_present(values.iter()).map_or(Datum::Null, |(_, v)| v.clone()),
-            (State::Timed(values), _) => first_present(values.iter().rev()).map_or(Datum::Null, |(_, v)| v.clone()),
+            (State::Values(values), Min) => values.first().cloned().unwrap_or(Datum::Null),
+            (State::Values(values), _) => values.last().cloned().unwrap_or(Datum::Null),
+            (State::Timed(values), FirstValue) => values.first().map_or(Datum::Null, |(_, v)| v.clone()),
+            (State::Timed(values), _) => values.last().map_or(Datum::Null, |(_, v)| v.clone()),
             (State::Count, _) => Datum::Int(n),
         }
     }
-}
-
-/// Adds `diff` to the multiplicity of `key`, dropping keys that reach zero so
-/// that the extremes are always present values.
-fn add_multiplicity<K: Ord>(map: &mut BTreeMap<K, Diff>, key: K, diff: Diff) {
-    match map.entry(key) {
-        Entry::Vacant(entry) => {
-            entry.insert(diff);
-        }
-        Entry::Occupied(mut entry) => {
-            *entry.get_mut() += diff;
-            if *entry.get() == 0 {
-                entry.remove();
-            }
-        }
-    }
-}
-
-/// The first key with a positive multiplicity. A negative one only exists
-/// while a retraction has overtaken its insertion, and is skipped.
-fn first_present<'a, K: 'a>(mut entries: impl Iterator<Item = (&'a K, &'a Diff)>) -> Option<&'a K> {
-    entries.find(|(_, count)| **count > 0).map(|(key, _)| key)
 }
 
 /// All aggregates of one group, plus the group's row count.

@@ -73,10 +73,14 @@ pub type Route<D> = fn(&D) -> u64;
 /// capability to emit at it, the updates, and the watermark reports.
 type PendingEpoch<D> = (Capability<Epoch>, Vec<(D, Diff)>, Vec<WatermarkUpdate>);
 
-/// A stable hash for routing by key (the same on every process).
+/// A stable hash for routing by key: fixed-seed foldhash, so every process
+/// of a cluster sends a key to the same worker.
 pub fn route_hash<K: Hash + ?Sized>(key: &K) -> u64 {
-    std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key)
+    foldhash::fast::FixedState::with_seed(ROUTE_SEED).hash_one(key)
 }
+
+/// The seed of [`route_hash`]; changing it moves keys between workers.
+const ROUTE_SEED: u64 = 0x6361_7262_6f6e_666c;
 
 /// Builds a stateful operator around `core`.
 ///

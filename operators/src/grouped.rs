@@ -14,8 +14,10 @@
 //! retired window is late: it goes to the dead-letter output instead of
 //! reopening a window whose result was already published as final.
 
+use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+
+use foldhash::HashMap;
 
 use carbonflow_core::{Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
 
@@ -76,7 +78,7 @@ impl GroupedAggregate {
             name: name.into(),
             specs,
             window,
-            groups: HashMap::new(),
+            groups: HashMap::default(),
             to_publish: Vec::new(),
             by_window_end: BTreeMap::new(),
             completed_through: Millis::MIN,

@@ -16,6 +16,7 @@
 //!   so that DOUBLE sums do not drift as rows come and go.
 //! * [`windows`]: TUMBLE, HOP and CUMULATE assignment ([`WindowSpec`]) and
 //!   SESSION windows with merging and splitting ([`SessionWindows`]).
+//! * [`multiset`]: the ordered multiset behind MIN, MAX, FIRST_VALUE, LAST_VALUE.
 //! * [`grouped`]: the windowed / plain GROUP BY aggregation core, with
 //!   watermark-driven completion (`EMIT FINAL`) and retirement of old windows.
 //! * [`session_aggregate`]: SESSION windows driven by epochs and the watermark.
@@ -27,6 +28,7 @@ pub mod aggregate;
 pub mod dataflow;
 pub mod exact_sum;
 pub mod grouped;
+pub mod multiset;
 pub mod session_aggregate;
 pub mod upsert;
 pub mod windows;

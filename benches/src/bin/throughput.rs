@@ -37,7 +37,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use carbonflow_benches::throughput::{Mode, ResultRow, Workload, git_rev, measure, peak_rss_mib};
+use carbonflow_benches::throughput::{Emit, Mode, ResultRow, Workload, git_rev, measure, peak_rss_mib};
 use clap::Parser;
 
 /// Measures ticks/s of a tumbling 1-minute aggregation, engine against hand loop.
@@ -62,6 +62,9 @@ struct Args {
     /// The simulator's seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// The engine's emit mode.
+    #[arg(long, value_enum, default_value_t = Emit::Final)]
+    emit: Emit,
     /// Append the result as a CSV row to this file (with a header if it is new).
     #[arg(long)]
     output_csv: Option<PathBuf>,
@@ -82,6 +85,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         ticks: args.ticks,
         nodes: args.nodes,
         seed: args.seed,
+        emit: args.emit,
     };
     let workers = if args.source == Mode::Handloop { 1 } else { usize::try_from(args.workers)? };
     let batch_size = usize::try_from(args.batch_size)?;
@@ -89,8 +93,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let peak = peak_rss_mib();
     let windows = measurement.windows.map_or_else(String::new, |windows| format!(", {windows} windows"));
     println!(
-        "{mode:<8} workers={workers} ticks={ticks} nodes={nodes}: {rate:.0} ticks/s, {elapsed:.3} s, peak RSS {peak}{windows}",
+        "{mode:<8} emit={emit} workers={workers} ticks={ticks} nodes={nodes}: {rate:.0} ticks/s, {elapsed:.3} s, peak RSS {peak}{windows}",
         mode = args.source.as_str(),
+        emit = if args.source == Mode::Handloop { "final" } else { args.emit.as_str() },
         ticks = workload.ticks,
         nodes = workload.nodes,
         rate = measurement.ticks_per_second(&workload),
