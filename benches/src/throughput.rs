@@ -772,7 +772,7 @@ mod tests {
         row.append_to(&path).unwrap();
         row.append_to(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        let line = "2024-01-01 00:00:00.000,csv,2,1000,10,0.500000,2000,,abc1234";
+        let line = "2024-01-01 00:00:00.000,csv,changes,2,1000,10,0.500000,2000,,abc1234";
         assert_eq!(text, format!("{}\n{line}\n{line}\n", RESULT_COLUMNS.join(",")));
     }
 

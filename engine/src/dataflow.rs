@@ -386,16 +386,12 @@ impl Windowing {
 
 /// What one input row produces: usually one output, sometimes none or several
 /// (HOP, CUMULATE), without a vector allocation in the common case.
+#[derive(Default)]
 enum Produced<T> {
+    #[default]
     None,
     One(T),
     Many(Vec<T>),
-}
-
-impl<T> Default for Produced<T> {
-    fn default() -> Self {
-        Produced::None
-    }
 }
 
 impl<T> Produced<T> {
