@@ -38,7 +38,8 @@ fn describe(program: &Program, plan: &Plan, depth: usize, out: &mut String) {
             .join(", ")
     };
     let how = match &plan.node {
-        Node::TableScan { .. } | Node::ViewScan { .. } => "collection (shared by every reader)".to_owned(),
+        Node::TableScan { .. } => "collection (shared by every reader)".to_owned(),
+        Node::ViewScan { .. } => "the view's collection, built once for every reader (its plan is above)".to_owned(),
         Node::Filter { .. } | Node::Project { .. } => "flat_map [pipelined, no exchange]".to_owned(),
         Node::WindowAssign { .. } => "flat_map: one copy per window [pipelined]".to_owned(),
         Node::Aggregate { window: Some(_), .. } => format!("timed operator [exchange by group key; closes windows on the watermark of: {}]", watermarks()),
@@ -51,6 +52,17 @@ fn describe(program: &Program, plan: &Plan, depth: usize, out: &mut String) {
         Node::ViewScan { view } => format!("ViewScan[{}]", program.views[*view].name),
         _ => plan.operator_name().to_owned(),
     };
+    // The dataflow builder fuses a window TVF into the aggregation right above it.
+    if let Node::Aggregate { input, .. } = &plan.node {
+        if let Node::WindowAssign { input: windowed, .. } = &input.node {
+            out.push_str(&format!(
+                "{indent}{name} + {}: {how}; windows assigned in the same pass\n",
+                input.operator_name()
+            ));
+            describe(program, windowed, depth + 1, out);
+            return;
+        }
+    }
     out.push_str(&format!("{indent}{name}: {how}\n"));
     for input in plan.inputs() {
         describe(program, input, depth + 1, out);

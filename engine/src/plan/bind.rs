@@ -1222,7 +1222,35 @@ struct SessionTvf {
     input_width: usize,
 }
 
+/// A filter. Below a TUMBLE, HOP or CUMULATE it goes under the window when
+/// it reads no window column, so rows are dropped before they are copied per
+/// window (and the window stays next to its aggregation, where it is fused).
 fn filter(input: Plan, predicate: Expr) -> Plan {
+    if let Node::WindowAssign {
+        input: inner,
+        window,
+        time_column,
+    } = input.node
+    {
+        if predicate.max_column().is_none_or(|c| c < inner.schema.len()) {
+            let node = Node::WindowAssign {
+                input: Box::new(filter(*inner, predicate)),
+                window,
+                time_column,
+            };
+            return Plan { node, ..input };
+        }
+        let node = Node::WindowAssign {
+            input: inner,
+            window,
+            time_column,
+        };
+        return filter_node(Plan { node, ..input }, predicate);
+    }
+    filter_node(input, predicate)
+}
+
+fn filter_node(input: Plan, predicate: Expr) -> Plan {
     Plan {
         schema: input.schema.clone(),
         rowtime: input.rowtime,

@@ -229,6 +229,21 @@ impl Expr {
         }
     }
 
+    /// The highest input column the expression reads, if it reads any.
+    pub fn max_column(&self) -> Option<usize> {
+        let children: Vec<&Expr> = match self {
+            Expr::Column(index) => return Some(*index),
+            Expr::Literal(_) => return None,
+            Expr::Binary { left, right, .. } => vec![left, right],
+            Expr::Not(expr) | Expr::Negate(expr) | Expr::IsNull { expr, .. } | Expr::Cast { expr, .. } => vec![expr],
+            Expr::InList { expr, list, .. } => std::iter::once(expr.as_ref()).chain(list).collect(),
+            Expr::Like { expr, pattern, .. } => vec![expr, pattern],
+            Expr::Case { branches, otherwise } => branches.iter().flat_map(|(c, v)| [c, v]).chain(std::iter::once(otherwise.as_ref())).collect(),
+            Expr::Call { args, .. } => args.iter().collect(),
+        };
+        children.into_iter().filter_map(Expr::max_column).max()
+    }
+
     /// The column index if this is a bare column reference.
     pub fn as_column(&self) -> Option<usize> {
         match self {

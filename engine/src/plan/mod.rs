@@ -267,7 +267,7 @@ impl Plan {
             Node::ViewScan { view } => program.views[*view].name.clone(),
             Node::Filter { predicate, .. } => predicate.to_string(),
             Node::Project { exprs, .. } => join(exprs),
-            Node::WindowAssign { window, time_column, .. } => format!("{window:?} over ${time_column}"),
+            Node::WindowAssign { window, time_column, .. } => format!("{} over ${time_column}", describe_window(window)),
             Node::Aggregate { keys, aggregates, emit, .. } => format!("keys=[{}] aggregates=[{}] emit={emit:?}", join(keys), aggregate_list(aggregates)),
             Node::SessionAggregate {
                 partition,
@@ -293,6 +293,27 @@ impl Plan {
             input.explain(program, depth + 1, out);
         }
     }
+}
+
+/// A window as `explain` shows it: `size=1 min`, `slide=5 min size=15 min`.
+fn describe_window(window: &WindowSpec) -> String {
+    let (parts, offset) = match *window {
+        WindowSpec::Tumble { size, offset } => (vec![("size", size)], offset),
+        WindowSpec::Hop { slide, size, offset } => (vec![("slide", slide), ("size", size)], offset),
+        WindowSpec::Cumulate { step, max_size, offset } => (vec![("step", step), ("max", max_size)], offset),
+    };
+    let mut text: Vec<String> = parts.into_iter().map(|(name, millis)| format!("{name}={}", duration(millis))).collect();
+    if offset != 0 {
+        text.push(format!("offset={}", duration(offset)));
+    }
+    text.join(" ")
+}
+
+/// Milliseconds in the largest unit that divides them: `90 s`, `15 min`, `1 d`.
+fn duration(millis: Millis) -> String {
+    const UNITS: [(Millis, &str); 5] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1_000, "s"), (1, "ms")];
+    let (size, unit) = UNITS.iter().find(|(size, _)| millis % size == 0).copied().unwrap_or((1, "ms"));
+    format!("{} {unit}", millis / size)
 }
 
 fn join(exprs: &[Expr]) -> String {
