@@ -53,15 +53,15 @@ fn describe(program: &Program, plan: &Plan, depth: usize, out: &mut String) {
         _ => plan.operator_name().to_owned(),
     };
     // The dataflow builder fuses a window TVF into the aggregation right above it.
-    if let Node::Aggregate { input, .. } = &plan.node {
-        if let Node::WindowAssign { input: windowed, .. } = &input.node {
-            out.push_str(&format!(
-                "{indent}{name} + {}: {how}; windows assigned in the same pass\n",
-                input.operator_name()
-            ));
-            describe(program, windowed, depth + 1, out);
-            return;
-        }
+    if let Node::Aggregate { input, .. } = &plan.node
+        && let Node::WindowAssign { input: windowed, .. } = &input.node
+    {
+        out.push_str(&format!(
+            "{indent}{name} + {}: {how}; windows assigned in the same pass\n",
+            input.operator_name()
+        ));
+        describe(program, windowed, depth + 1, out);
+        return;
     }
     out.push_str(&format!("{indent}{name}: {how}\n"));
     for input in plan.inputs() {
