@@ -108,13 +108,13 @@ impl GroupedAggregate {
         self.window.is_some_and(|w| w.emit == EmitMode::Final)
     }
 
-    /// Applies one change. Returns false (and changes nothing) when the row is late.
-    pub fn update(&mut self, key: Row, args: &[Datum], diff: Diff, watermark: Millis) -> bool {
+    /// Applies one change. A late row changes nothing and its key comes back.
+    pub fn update(&mut self, key: Row, args: &[Datum], diff: Diff, watermark: Millis) -> Result<(), Row> {
         let window_end = self.window_end(&key);
         if let Some(end) = window_end
             && self.is_retired(end, watermark)
         {
-            return false;
+            return Err(key);
         }
         // With EMIT FINAL an incomplete window is published when it completes, not now.
         let publish_now = !self.final_mode() || window_end.is_some_and(|end| Self::is_complete(end, watermark));
@@ -145,7 +145,7 @@ impl GroupedAggregate {
             }
         };
         group.accumulator.update(values, event_time, diff);
-        true
+        Ok(())
     }
 
     /// Emits what changed and retires windows behind the watermark.
@@ -226,7 +226,7 @@ impl TimedCore for GroupedAggregate {
     type Input = (Row, Row);
 
     fn on_update(&mut self, (key, args): (Row, Row), diff: Diff, context: &mut CoreContext) {
-        if !self.update(key.clone(), &args, diff, context.watermark) {
+        if let Err(key) = self.update(key, &args, diff, context.watermark) {
             context.dead_letters.push(self.late_row(&key, context.watermark));
         }
     }
@@ -271,22 +271,22 @@ mod tests {
     fn emit_final_waits_for_the_watermark_then_corrects_within_lateness() {
         let mut core = sum_core(EmitMode::Final, 10_000);
         let mut out = Vec::new();
-        assert!(core.update(key(60_000), &args(5), 1, Millis::MIN));
-        assert!(core.update(key(60_000), &args(7), 1, Millis::MIN));
+        core.update(key(60_000), &args(5), 1, Millis::MIN).unwrap();
+        core.update(key(60_000), &args(7), 1, Millis::MIN).unwrap();
         core.advance(59_998, &mut out);
         assert!(out.is_empty(), "incomplete window must not emit: {out:?}");
         core.advance(59_999, &mut out);
         assert_eq!(out, vec![(row(60_000, 12), 1)]);
         out.clear();
         // A late row inside the allowed lateness corrects the published result.
-        assert!(core.update(key(60_000), &args(1), 1, 59_999));
+        core.update(key(60_000), &args(1), 1, 59_999).unwrap();
         core.advance(65_000, &mut out);
         assert_eq!(out, vec![(row(60_000, 12), -1), (row(60_000, 13), 1)]);
         out.clear();
         // Past end - 1 + lateness the window is retired: state gone, row late.
         core.advance(69_999, &mut out);
         assert_eq!(core.groups(), 0);
-        assert!(!core.update(key(60_000), &args(1), 1, 69_999));
+        assert!(core.update(key(60_000), &args(1), 1, 69_999).is_err());
         assert!(out.is_empty());
     }
 
@@ -294,17 +294,17 @@ mod tests {
     fn emit_changes_publishes_every_epoch_and_retracts_emptied_groups() {
         let mut core = sum_core(EmitMode::Changes, 0);
         let mut out = Vec::new();
-        core.update(key(60_000), &args(5), 1, Millis::MIN);
+        core.update(key(60_000), &args(5), 1, Millis::MIN).unwrap();
         core.advance(Millis::MIN, &mut out);
         assert_eq!(out, vec![(row(60_000, 5), 1)]);
         out.clear();
-        core.update(key(60_000), &args(5), -1, Millis::MIN);
+        core.update(key(60_000), &args(5), -1, Millis::MIN).unwrap();
         core.advance(Millis::MIN, &mut out);
         assert_eq!(out, vec![(row(60_000, 5), -1)], "a group with no rows has no output row");
         out.clear();
         // Several changes in one epoch publish once.
-        core.update(key(60_000), &args(2), 1, Millis::MIN);
-        core.update(key(60_000), &args(3), 1, Millis::MIN);
+        core.update(key(60_000), &args(2), 1, Millis::MIN).unwrap();
+        core.update(key(60_000), &args(3), 1, Millis::MIN).unwrap();
         core.advance(Millis::MIN, &mut out);
         assert_eq!(out, vec![(row(60_000, 5), 1)]);
     }
@@ -314,9 +314,9 @@ mod tests {
         let specs = vec![AggregateSpec::new(AggregateFunction::CountStar, DataType::Int)];
         let mut core = GroupedAggregate::new("test", specs, None);
         let mut out = Vec::new();
-        core.update(Row::new(vec![Datum::string("A")]), &[Datum::Null, Datum::Null], 1, Millis::MIN);
+        core.update(Row::new(vec![Datum::string("A")]), &[Datum::Null, Datum::Null], 1, Millis::MIN).unwrap();
         core.advance(Millis::MIN, &mut out);
-        core.update(Row::new(vec![Datum::string("A")]), &[Datum::Null, Datum::Null], -1, Millis::MIN);
+        core.update(Row::new(vec![Datum::string("A")]), &[Datum::Null, Datum::Null], -1, Millis::MIN).unwrap();
         core.advance(Millis::MAX, &mut out);
         assert_eq!(core.groups(), 0);
         assert_eq!(out.len(), 2);
