@@ -33,6 +33,11 @@
 //! The engine modes fail unless the engine read exactly `--ticks` rows and
 //! produced no dead letters.
 
+// The allocator of the `carbonflow` binary (see engine/src/main.rs), so the
+// harness measures what users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
