@@ -151,9 +151,10 @@ impl<'s> Builder<'s, '_> {
             }
             Node::Project { input, exprs } => {
                 let input = self.plan(input);
-                let exprs = exprs.clone();
+                let exprs = RowBuilder::new(exprs);
                 let dead_letters = self.dead_letters.clone();
-                input.flat_map(move |row| match eval_row(&exprs, &row, None) {
+                let mut scratch = Vec::new();
+                input.flat_map(move |row| match exprs.build(RowView { row: &row, window: &[] }, &mut scratch) {
                     Ok(projected) => Some(projected),
                     Err(error) => {
                         dead_letters.push(eval_failure("Project", &row, &error.to_string()));
@@ -166,7 +167,7 @@ impl<'s> Builder<'s, '_> {
                 let mut windowing = Windowing::new(*window, *time_column);
                 input.flat_map(move |row| {
                     let mut widened = Produced::default();
-                    windowing.for_each(&row, |datums| widened.push(Row::new(datums.to_vec())));
+                    windowing.for_each(&row, |view| widened.push(view.row.iter().chain(view.window).cloned().collect()));
                     widened
                 })
             }
@@ -306,7 +307,7 @@ pub fn upsert_retention(connector: &ConnectorConfig) -> Millis {
 }
 
 /// Maps rows to `(group key, aggregate arguments ++ [event time])`, first
-/// widening each row by its windows when a window TVF is fused in.
+/// assigning each row to its windows when a window TVF is fused in.
 fn keyed_arguments<'s>(
     input: Collection<'s>,
     mut windowing: Option<Windowing>,
@@ -315,22 +316,24 @@ fn keyed_arguments<'s>(
     rowtime: Option<usize>,
     dead_letters: DeadLetters,
 ) -> VecCollection<'s, Epoch, (Row, Row), Diff> {
-    let args: Vec<Expr> = aggregates.iter().map(|a| a.arg.clone().unwrap_or(Expr::Literal(Datum::Null))).collect();
-    let extract = move |datums: &[Datum]| -> Result<(Row, Row), crate::plan::expr::EvalError> {
-        let key = eval_row(&keys, datums, None)?;
-        let time = rowtime.map_or(Datum::Null, |t| datums[t].clone());
-        Ok((key, eval_row(&args, datums, Some(time))?))
-    };
+    let keys = RowBuilder::new(&keys);
+    let args: Vec<Expr> = aggregates
+        .iter()
+        .map(|a| a.arg.clone().unwrap_or(Expr::Literal(Datum::Null)))
+        .chain(std::iter::once(rowtime.map_or(Expr::Literal(Datum::Null), Expr::Column)))
+        .collect();
+    let args = RowBuilder::new(&args);
+    let mut scratch = Vec::new();
     input.flat_map(move |row| {
         let mut produced = Produced::default();
         let mut failure = None;
-        let mut emit = |datums: &[Datum]| match extract(datums) {
+        let mut emit = |view: RowView| match keys.build(view, &mut scratch).and_then(|key| Ok((key, args.build(view, &mut scratch)?))) {
             Ok(pair) => produced.push(pair),
             Err(error) => failure = Some(error),
         };
         match windowing.as_mut() {
             Some(windowing) => windowing.for_each(&row, &mut emit),
-            None => emit(&row),
+            None => emit(RowView { row: &row, window: &[] }),
         }
         if let Some(error) = failure {
             dead_letters.push(eval_failure("Aggregate", &row, &error.to_string()));
@@ -339,23 +342,76 @@ fn keyed_arguments<'s>(
     })
 }
 
-/// Evaluates `exprs` over a row into a new row (plus `extra` at the end),
-/// allocating exactly once.
-fn eval_row(exprs: &[Expr], row: &[Datum], extra: Option<Datum>) -> Result<Row, crate::plan::expr::EvalError> {
-    let mut datums = Vec::with_capacity(exprs.len() + usize::from(extra.is_some()));
-    for expr in exprs {
-        datums.push(expr.eval(row)?);
-    }
-    datums.extend(extra);
-    Ok(Row::new(datums))
+/// A row as expressions see it: its own columns, then (under a window TVF)
+/// `window_start`, `window_end`, `window_time`, without copying them together.
+#[derive(Clone, Copy)]
+struct RowView<'a> {
+    row: &'a [Datum],
+    window: &'a [Datum],
 }
 
-/// A TUMBLE, HOP or CUMULATE window applied row by row, with reused buffers.
+impl RowView<'_> {
+    fn get(&self, index: usize) -> &Datum {
+        self.row.get(index).unwrap_or_else(|| &self.window[index - self.row.len()])
+    }
+}
+
+/// Expressions that build one output row. Plain column references and
+/// constants (nearly every group key and aggregate argument) are copied
+/// straight from the row; only a general expression makes the view contiguous
+/// (in a reused buffer) and evaluates.
+struct RowBuilder {
+    steps: Vec<Step>,
+    general: bool,
+}
+
+enum Step {
+    Column(usize),
+    Literal(Datum),
+    Expr(Expr),
+}
+
+impl RowBuilder {
+    fn new(exprs: &[Expr]) -> Self {
+        let steps: Vec<Step> = exprs
+            .iter()
+            .map(|e| match e {
+                Expr::Column(index) => Step::Column(*index),
+                Expr::Literal(datum) => Step::Literal(datum.clone()),
+                other => Step::Expr(other.clone()),
+            })
+            .collect();
+        let general = steps.iter().any(|s| matches!(s, Step::Expr(_)));
+        RowBuilder { steps, general }
+    }
+
+    /// The output row for `view`, allocated once.
+    fn build(&self, view: RowView, scratch: &mut Vec<Datum>) -> Result<Row, crate::plan::expr::EvalError> {
+        let contiguous: &[Datum] = if self.general && !view.window.is_empty() {
+            scratch.clear();
+            scratch.extend_from_slice(view.row);
+            scratch.extend_from_slice(view.window);
+            scratch
+        } else {
+            view.row
+        };
+        let mut datums = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            datums.push(match step {
+                Step::Column(index) => view.get(*index).clone(),
+                Step::Literal(datum) => datum.clone(),
+                Step::Expr(expr) => expr.eval(contiguous)?,
+            });
+        }
+        Ok(Row::new(datums))
+    }
+}
+
+/// A TUMBLE, HOP or CUMULATE window applied row by row, with a reused buffer.
 struct Windowing {
     window: WindowSpec,
     time_column: usize,
     windows: Vec<(Millis, Millis)>,
-    widened: Vec<Datum>,
 }
 
 impl Windowing {
@@ -364,22 +420,19 @@ impl Windowing {
             window,
             time_column,
             windows: Vec::new(),
-            widened: Vec::new(),
         }
     }
 
-    /// Calls `f` once per window of `row`, with the row followed by
+    /// Calls `f` once per window of `row`, with the row viewed as followed by
     /// `window_start`, `window_end` and `window_time` (`end - 1`, as in Flink).
-    fn for_each(&mut self, row: &Row, mut f: impl FnMut(&[Datum])) {
+    fn for_each(&mut self, row: &Row, mut f: impl FnMut(RowView)) {
         self.windows.clear();
         if let Some(ts) = row.get(self.time_column).as_timestamp() {
             self.window.assign(ts, &mut self.windows);
         }
         for &(start, end) in &self.windows {
-            self.widened.clear();
-            self.widened.extend_from_slice(row);
-            self.widened.extend([Datum::Timestamp(start), Datum::Timestamp(end), Datum::Timestamp(end - 1)]);
-            f(&self.widened);
+            let bounds = [Datum::Timestamp(start), Datum::Timestamp(end), Datum::Timestamp(end - 1)];
+            f(RowView { row, window: &bounds });
         }
     }
 }

@@ -314,9 +314,11 @@ mod tests {
         let specs = vec![AggregateSpec::new(AggregateFunction::CountStar, DataType::Int)];
         let mut core = GroupedAggregate::new("test", specs, None);
         let mut out = Vec::new();
-        core.update(Row::new(vec![Datum::string("A")]), &[Datum::Null, Datum::Null], 1, Millis::MIN).unwrap();
+        core.update(Row::new(vec![Datum::string("A")]), &[Datum::Null, Datum::Null], 1, Millis::MIN)
+            .unwrap();
         core.advance(Millis::MIN, &mut out);
-        core.update(Row::new(vec![Datum::string("A")]), &[Datum::Null, Datum::Null], -1, Millis::MIN).unwrap();
+        core.update(Row::new(vec![Datum::string("A")]), &[Datum::Null, Datum::Null], -1, Millis::MIN)
+            .unwrap();
         core.advance(Millis::MAX, &mut out);
         assert_eq!(core.groups(), 0);
         assert_eq!(out.len(), 2);
