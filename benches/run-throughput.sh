@@ -34,6 +34,7 @@ run() {
 }
 
 run --source handloop
+run --source handloop-strings
 for workers in 1 2; do
     run --source memory --workers "$workers" --emit final
     run --source memory --workers "$workers" --emit changes
@@ -50,6 +51,7 @@ tail -n "+$((before + 1))" "$results" | grep -v '^timestamp,' | sort -t, -k2,2 -
         median = (n % 2) ? rates[(n + 1) / 2] : (rates[n / 2] + rates[n / 2 + 1]) / 2
         best = rates[n]
         if (key_mode == "handloop") ceiling = median
+        if (key_mode == "handloop-strings") strings = median
         line[++lines] = sprintf("%s|%s|%d|%.0f|%.0f|%.0f|%s", key_mode, key_emit, key_workers, median, best, median / key_workers, rss)
         n = 0
     }
@@ -60,11 +62,12 @@ tail -n "+$((before + 1))" "$results" | grep -v '^timestamp,' | sort -t, -k2,2 -
     }
     END {
         flush()
-        print "| mode | emit | workers | median ticks/s | best ticks/s | median per worker | peak RSS (MiB, last run) | hand loop / mode (medians) |"
-        print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        print "| mode | emit | workers | median ticks/s | best ticks/s | median per worker | peak RSS (MiB, last run) | hand loop / mode | string hand loop / mode |"
+        print "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         for (i = 1; i <= lines; i++) {
             split(line[i], f, "|")
             ratio = (ceiling > 0 && f[4] > 0) ? sprintf("%.1f×", ceiling / f[4]) : "n/a"
-            printf "| %s | %s | %d | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], ratio
+            ratio_strings = (strings > 0 && f[4] > 0) ? sprintf("%.1f×", strings / f[4]) : "n/a"
+            printf "| %s | %s | %d | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], ratio, ratio_strings
         }
     }'

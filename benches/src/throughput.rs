@@ -93,8 +93,12 @@ pub enum Mode {
     Memory,
     /// The engine with the `filesystem` CSV source over pre-written files.
     Csv,
-    /// The hand-written single-thread loop over ticks already in memory.
+    /// The hand-written single-thread loop over ticks already in memory,
+    /// nodes as integer ids: the ceiling of the target.
     Handloop,
+    /// The same loop with the nodes as the engine holds them (shared strings),
+    /// to tell the cost of the data representation from the engine's own.
+    HandloopStrings,
 }
 
 impl Mode {
@@ -104,7 +108,13 @@ impl Mode {
             Mode::Memory => "memory",
             Mode::Csv => "csv",
             Mode::Handloop => "handloop",
+            Mode::HandloopStrings => "handloop-strings",
         }
+    }
+
+    /// Whether this is one of the hand loops (one thread, final windows only).
+    pub fn is_hand_loop(self) -> bool {
+        matches!(self, Mode::Handloop | Mode::HandloopStrings)
     }
 }
 
@@ -281,9 +291,9 @@ pub fn simulate(workload: &Workload, mut each: impl FnMut(u32, &str, Millis, f64
 
 /// One tick as the hand loop sees it.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Tick {
-    /// The node id (an index into [`Ticks::names`]).
-    pub node: u32,
+pub struct Tick<N = u32> {
+    /// The node: an id (an index into [`Ticks::names`]) or its name.
+    pub node: N,
     /// Event time, epoch milliseconds.
     pub ts: Millis,
     /// The price.
@@ -398,8 +408,12 @@ pub struct HandLoopStats {
 /// `emit(node, window_start, aggregate, watermark)` and dropped; at the end the
 /// watermark jumps to `Millis::MAX` and the rest is emitted. A tick for a
 /// complete window is late and dropped, as the engine would.
-pub fn hand_loop(ticks: &[Tick], batch_size: usize, mut emit: impl FnMut(u32, Millis, &WindowAggregate, Millis)) -> HandLoopStats {
-    let mut open: HashMap<(u32, Millis), WindowAggregate> = HashMap::new();
+pub fn hand_loop<N: std::hash::Hash + Eq + Clone>(
+    ticks: &[Tick<N>],
+    batch_size: usize,
+    mut emit: impl FnMut(&N, Millis, &WindowAggregate, Millis),
+) -> HandLoopStats {
+    let mut open: HashMap<(N, Millis), WindowAggregate> = HashMap::new();
     let mut stats = HandLoopStats::default();
     let mut max_ts = Millis::MIN;
     let mut watermark = Millis::MIN;
@@ -415,14 +429,15 @@ pub fn hand_loop(ticks: &[Tick], batch_size: usize, mut emit: impl FnMut(u32, Mi
             }
             max_ts = max_ts.max(tick.ts);
             first_end = first_end.min(start + WINDOW_MS);
-            open.entry((tick.node, start))
+            open.entry((tick.node.clone(), start))
                 .and_modify(|aggregate| aggregate.add(tick.price))
                 .or_insert_with(|| WindowAggregate::first(tick.price));
         }
         watermark = watermark.max(max_ts.saturating_sub(WATERMARK_DELAY_MS));
         if done(first_end, watermark) {
             first_end = Millis::MAX;
-            open.retain(|&(node, start), aggregate| {
+            open.retain(|(node, start), aggregate| {
+                let start = *start;
                 if done(start + WINDOW_MS, watermark) {
                     emit(node, start, aggregate, watermark);
                     stats.windows += 1;
@@ -435,10 +450,31 @@ pub fn hand_loop(ticks: &[Tick], batch_size: usize, mut emit: impl FnMut(u32, Mi
         }
     }
     for ((node, start), aggregate) in open.drain() {
-        emit(node, start, &aggregate, Millis::MAX);
+        emit(&node, start, &aggregate, Millis::MAX);
         stats.windows += 1;
     }
     stats
+}
+
+/// Times [`hand_loop`] over ticks already in memory, its output kept alive by `black_box`.
+fn time_hand_loop<N: std::hash::Hash + Eq + Clone>(ticks: &[Tick<N>], batch_size: usize) -> Measurement {
+    let started = std::time::Instant::now();
+    let stats = hand_loop(ticks, batch_size, |node, start, aggregate, _| {
+        std::hint::black_box((
+            node,
+            start,
+            start + WINDOW_MS,
+            aggregate.count,
+            aggregate.avg(),
+            aggregate.min,
+            aggregate.max,
+            aggregate.sum,
+        ));
+    });
+    Measurement {
+        elapsed: started.elapsed(),
+        windows: Some(stats.windows),
+    }
 }
 
 /// One measurement of a mode.
@@ -480,24 +516,21 @@ pub fn measure(mode: Mode, workload: &Workload, workers: usize, batch_size: usiz
         }
         Mode::Handloop => {
             let ticks = generate(workload)?;
-            let started = std::time::Instant::now();
-            let stats = hand_loop(&ticks.ticks, batch_size, |node, start, aggregate, _| {
-                std::hint::black_box((
-                    node,
-                    start,
-                    start + WINDOW_MS,
-                    aggregate.count,
-                    aggregate.avg(),
-                    aggregate.min,
-                    aggregate.max,
-                    aggregate.sum,
-                ));
-            });
-            let elapsed = started.elapsed();
-            Ok(Measurement {
-                elapsed,
-                windows: Some(stats.windows),
-            })
+            Ok(time_hand_loop(&ticks.ticks, batch_size))
+        }
+        Mode::HandloopStrings => {
+            let ticks = generate(workload)?;
+            let names: Vec<Str> = ticks.names.iter().map(|name| Str::from(name.as_str())).collect();
+            let ticks: Vec<Tick<Str>> = ticks
+                .ticks
+                .iter()
+                .map(|t| Tick {
+                    node: names[t.node as usize].clone(),
+                    ts: t.ts,
+                    price: t.price,
+                })
+                .collect();
+            Ok(time_hand_loop(&ticks, batch_size))
         }
     }
 }
@@ -562,7 +595,7 @@ impl ResultRow {
         [
             self.timestamp.clone(),
             self.mode.as_str().to_owned(),
-            if self.mode == Mode::Handloop { "final" } else { self.workload.emit.as_str() }.to_owned(),
+            if self.mode.is_hand_loop() { "final" } else { self.workload.emit.as_str() }.to_owned(),
             self.workers.to_string(),
             self.workload.ticks.to_string(),
             self.workload.nodes.to_string(),
@@ -616,7 +649,7 @@ mod tests {
 
     fn hand_loop_windows(ticks: &Ticks, batch_size: usize) -> Windows {
         let mut windows = Windows::new();
-        hand_loop(&ticks.ticks, batch_size, |node, start, a, _| {
+        hand_loop(&ticks.ticks, batch_size, |&node, start, a, _| {
             let previous = windows.insert((ticks.names[node as usize].clone(), start), (a.count, a.sum, a.min, a.max, a.avg()));
             assert!(previous.is_none(), "a window is emitted once");
         });
@@ -687,7 +720,7 @@ mod tests {
         }
         let mut emitted = BTreeMap::new();
         let mut before_the_end = 0;
-        let stats = hand_loop(&ticks.ticks, 100, |node, start, aggregate, watermark| {
+        let stats = hand_loop(&ticks.ticks, 100, |&node, start, aggregate, watermark| {
             assert!(watermark >= start + WINDOW_MS - 1, "emitted only once complete");
             before_the_end += u64::from(watermark != Millis::MAX);
             emitted.insert((node, start), *aggregate);
@@ -786,5 +819,26 @@ mod tests {
         for (key, value) in workload.simulator_options() {
             assert!(text.contains(&format!("'{key}' = '{value}'")), "{key} in {text}");
         }
+    }
+
+    #[test]
+    fn the_string_hand_loop_computes_the_same_windows() {
+        let ticks = generate(&workload(5_000, 40)).unwrap();
+        let by_id = hand_loop_windows(&ticks, 64);
+        let named: Vec<Tick<String>> = ticks
+            .ticks
+            .iter()
+            .map(|t| Tick {
+                node: ticks.names[t.node as usize].clone(),
+                ts: t.ts,
+                price: t.price,
+            })
+            .collect();
+        let mut by_name = Windows::new();
+        hand_loop(&named, 64, |node, start, a, _| {
+            by_name.insert((node.clone(), start), (a.count, a.sum, a.min, a.max, a.avg()));
+        });
+        assert!(!by_id.is_empty());
+        assert_eq!(by_name, by_id);
     }
 }

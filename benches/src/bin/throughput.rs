@@ -92,7 +92,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         emit: args.emit,
     };
-    let workers = if args.source == Mode::Handloop { 1 } else { usize::try_from(args.workers)? };
+    let workers = if args.source.is_hand_loop() { 1 } else { usize::try_from(args.workers)? };
     let batch_size = usize::try_from(args.batch_size)?;
     let measurement = measure(args.source, &workload, workers, batch_size).with_context(|| format!("{} run", args.source.as_str()))?;
     let peak = peak_rss_mib();
@@ -100,7 +100,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "{mode:<8} emit={emit} workers={workers} ticks={ticks} nodes={nodes}: {rate:.0} ticks/s, {elapsed:.3} s, peak RSS {peak}{windows}",
         mode = args.source.as_str(),
-        emit = if args.source == Mode::Handloop { "final" } else { args.emit.as_str() },
+        emit = if args.source.is_hand_loop() { "final" } else { args.emit.as_str() },
         ticks = workload.ticks,
         nodes = workload.nodes,
         rate = measurement.ticks_per_second(&workload),
