@@ -37,6 +37,8 @@ pub enum Command {
         /// The query file.
         file: PathBuf,
     },
+    /// List the file formats of the filesystem source, market formats included.
+    Formats,
     /// Run a query file: until its inputs are exhausted, or Ctrl-C.
     Run {
         /// The query file.
@@ -95,6 +97,23 @@ pub fn check_text(text: &str) -> Result<Program, SqlError> {
             TableRole::Unused => Ok(()),
         }
     })
+}
+
+/// What `carbonflow formats` prints: every format and the columns a table over it may declare.
+pub fn formats_listing() -> String {
+    use carbonflow_sources::tick::TickColumn;
+    let columns: Vec<String> = TickColumn::ALL.iter().map(|(_, name, data_type)| format!("{name} {data_type}")).collect();
+    let mut out = String::from("Formats of 'connector' = 'filesystem':\n\n");
+    out.push_str("  csv        delimited text, columns by position (Flink's csv.* options)\n");
+    out.push_str("  parquet    Apache Parquet, columns by name\n");
+    for format in carbonflow_sources::markets::formats() {
+        out.push_str(&format!("  {:<18} {}\n", format.name(), format.description()));
+    }
+    out.push_str(&format!(
+        "\nA table over a market format declares any subset of the canonical tick columns, by name:\n  {}\n",
+        columns.join(", ")
+    ));
+    out
 }
 
 /// Runs the command line and gives the process exit code.

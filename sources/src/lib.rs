@@ -15,7 +15,9 @@
 
 pub mod error;
 pub mod filesystem;
+pub mod markets;
 pub mod simulator;
+pub mod tick;
 
 pub use error::SourceError;
 

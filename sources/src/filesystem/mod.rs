@@ -26,6 +26,7 @@
 //! which records become dead letters.
 
 pub mod csv;
+pub mod market;
 pub mod parquet;
 mod value;
 
@@ -62,6 +63,20 @@ pub enum FileFormat {
     Csv(CsvOptions),
     /// Apache Parquet (`'format' = 'parquet'`).
     Parquet,
+    /// A market operator's native files (`'format' = 'pjm-lmp'`, ...).
+    Market(&'static dyn crate::markets::MarketFormat, Vec<crate::tick::TickColumn>),
+}
+
+impl PartialEq for &'static dyn crate::markets::MarketFormat {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl std::fmt::Debug for &'static dyn crate::markets::MarketFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl FilesystemSourceOptions {
@@ -79,13 +94,23 @@ impl FilesystemSourceOptions {
                 parquet::check_columns(config)?;
                 FileFormat::Parquet
             }
-            other => {
-                return Err(OptionError::Invalid {
-                    key: "format".into(),
-                    value: other.into(),
-                    expected: "file format ('csv' or 'parquet')".into(),
-                });
-            }
+            other => match crate::markets::find(other) {
+                Some(market) => {
+                    config.reject_unknown_options(COMMON_OPTIONS)?;
+                    FileFormat::Market(market, market::check_columns(config, market)?)
+                }
+                None => {
+                    let known: Vec<&str> = ["csv", "parquet"]
+                        .into_iter()
+                        .chain(crate::markets::formats().iter().map(|f| f.name()))
+                        .collect();
+                    return Err(OptionError::Invalid {
+                        key: "format".into(),
+                        value: other.into(),
+                        expected: format!("file format (one of {})", known.join(", ")),
+                    });
+                }
+            },
         };
         let replay_speed = config.parsed("replay.speed", "speed factor (a positive number)", |text| {
             text.trim().parse::<f64>().ok().filter(|speed| speed.is_finite() && *speed > 0.0)
@@ -112,6 +137,7 @@ pub fn open(config: &ConnectorConfig, context: SourceContext) -> Result<Box<dyn 
     let mut reader: Box<dyn FormatReader> = match options.format {
         FileFormat::Csv(csv_options) => Box::new(csv::CsvReader::new(config, csv_options)),
         FileFormat::Parquet => Box::new(parquet::ParquetReader::new(config)),
+        FileFormat::Market(format, columns) => Box::new(market::MarketReader::new(config, format, columns)),
     };
     let units = files.iter().map(|file| reader.measure(file)).collect::<Result<Vec<u64>, SourceError>>()?;
     let cursor = FileCursor {

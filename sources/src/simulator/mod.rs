@@ -48,7 +48,9 @@ pub mod model;
 use std::time::{Duration, Instant};
 
 use carbonflow_core::time::parse_timestamp;
-use carbonflow_core::{ConnectorConfig, DataType, Datum, Interner, Millis, OptionError, Row, Str};
+use carbonflow_core::{ConnectorConfig, Datum, Interner, Millis, OptionError, Row, Str};
+
+use crate::tick::TickColumn;
 
 use self::model::{Market, MarketModel, NodeDynamics, NodeModel, Tick};
 use crate::{Source, SourceBatch, SourceContext, SourceError, SourceStatus};
@@ -63,56 +65,6 @@ const OPTIONS: &[&str] = &[
     "rows-per-second",
     "revision-probability",
 ];
-
-/// A column of the canonical tick.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TickColumn {
-    /// `market STRING`: the market code.
-    Market,
-    /// `node STRING`: the pricing node.
-    Node,
-    /// `node_type STRING`: `HUB`, `ZONE`, `GEN` or `LOAD`.
-    NodeType,
-    /// `ts TIMESTAMP`: the interval start, UTC.
-    Ts,
-    /// `interval_s BIGINT`: the interval length in seconds.
-    IntervalS,
-    /// `price DOUBLE`: the LMP, energy + congestion + loss.
-    Price,
-    /// `energy DOUBLE`: the system energy component.
-    Energy,
-    /// `congestion DOUBLE`: the node's congestion component.
-    Congestion,
-    /// `loss DOUBLE`: the node's loss component.
-    Loss,
-    /// `currency STRING`: always `USD`.
-    Currency,
-    /// `unit STRING`: always `MWh`.
-    Unit,
-    /// `run STRING`: always `RT`.
-    Run,
-    /// `revision BIGINT`: 0 for the first publication.
-    Revision,
-}
-
-impl TickColumn {
-    /// Every column, with its name and type.
-    const ALL: [(TickColumn, &'static str, DataType); 13] = [
-        (TickColumn::Market, "market", DataType::String),
-        (TickColumn::Node, "node", DataType::String),
-        (TickColumn::NodeType, "node_type", DataType::String),
-        (TickColumn::Ts, "ts", DataType::Timestamp),
-        (TickColumn::IntervalS, "interval_s", DataType::Int),
-        (TickColumn::Price, "price", DataType::Float),
-        (TickColumn::Energy, "energy", DataType::Float),
-        (TickColumn::Congestion, "congestion", DataType::Float),
-        (TickColumn::Loss, "loss", DataType::Float),
-        (TickColumn::Currency, "currency", DataType::String),
-        (TickColumn::Unit, "unit", DataType::String),
-        (TickColumn::Run, "run", DataType::String),
-        (TickColumn::Revision, "revision", DataType::Int),
-    ];
-}
 
 /// The checked options of a `simulator` table.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,25 +94,7 @@ impl SimulatorOptions {
     /// Checks the options and the declared columns.
     pub fn parse(config: &ConnectorConfig) -> Result<Self, OptionError> {
         config.reject_unknown_options(OPTIONS)?;
-        let columns = config
-            .schema
-            .fields
-            .iter()
-            .map(|field| {
-                let column = |message: String| OptionError::Column {
-                    column: field.name.clone(),
-                    message,
-                };
-                match TickColumn::ALL.iter().find(|(_, name, _)| name.eq_ignore_ascii_case(&field.name)) {
-                    Some((tick_column, _, data_type)) if *data_type == field.data_type => Ok(*tick_column),
-                    Some((_, name, data_type)) => Err(column(format!("the simulator's {name} is {data_type}, not {}", field.data_type))),
-                    None => {
-                        let known: Vec<&str> = TickColumn::ALL.iter().map(|(_, name, _)| *name).collect();
-                        Err(column(format!("the simulator provides only {}", known.join(", "))))
-                    }
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let columns = TickColumn::resolve(&config.schema, "the simulator")?;
         let start = config.parsed("start", "timestamp", parse_timestamp)?.unwrap_or(1_704_067_200_000);
         let interval_ms = config
             .parsed("interval", "interval (a positive integer and ms, s, min or h, e.g. '5 min')", parse_interval)?
