@@ -145,6 +145,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Formats => {
+            print!("{}", formats_listing());
+            ExitCode::SUCCESS
+        }
         Command::Run {
             file,
             workers,

@@ -369,7 +369,7 @@ impl Source for Simulator {
 mod tests {
     use std::collections::{BTreeMap, HashMap};
 
-    use carbonflow_core::{Field, Schema};
+    use carbonflow_core::{DataType, Field, Schema};
 
     use super::*;
 
