@@ -19,7 +19,7 @@
 pub mod international;
 pub mod north_america;
 
-use carbonflow_core::DeadLetter;
+use carbonflow_core::{DeadLetter, DeadLetterReason, Interner, Str};
 
 use crate::tick::CanonicalTick;
 
@@ -30,6 +30,68 @@ pub struct Parsed {
     pub ticks: Vec<CanonicalTick>,
     /// The records that could not be used.
     pub dead_letters: Vec<DeadLetter>,
+}
+
+/// One file's ticks and dead letters, with its repeated strings interned:
+/// what every format's parser writes into.
+pub(crate) struct FileOutput<'a> {
+    table: &'a str,
+    file: &'a str,
+    strings: Interner,
+    parsed: Parsed,
+}
+
+impl<'a> FileOutput<'a> {
+    /// An empty output for `file` of `table`.
+    pub(crate) fn new(table: &'a str, file: &'a str) -> Self {
+        FileOutput {
+            table,
+            file,
+            strings: Interner::default(),
+            parsed: Parsed::default(),
+        }
+    }
+
+    /// The shared copy of a repeated string (node names, codes).
+    pub(crate) fn intern(&mut self, text: &str) -> Str {
+        self.strings.intern(text)
+    }
+
+    /// `file:line`, the position of a record in a text file.
+    pub(crate) fn at_line(&self, line: u64) -> String {
+        format!("{}:{line}", self.file)
+    }
+
+    /// `file: path`, the position of a value in a document without useful lines.
+    pub(crate) fn at_path(&self, path: &str) -> String {
+        format!("{}: {path}", self.file)
+    }
+
+    /// A record the format cannot use.
+    pub(crate) fn dead_letter(&mut self, position: String, detail: impl Into<String>, record: impl Into<String>) {
+        self.parsed.dead_letters.push(DeadLetter {
+            origin: self.table.to_owned(),
+            reason: DeadLetterReason::Parse,
+            detail: detail.into(),
+            position,
+            record: record.into(),
+        });
+    }
+
+    /// A parsed tick.
+    pub(crate) fn push(&mut self, tick: CanonicalTick) {
+        self.parsed.ticks.push(tick);
+    }
+
+    /// Everything the file gave.
+    pub(crate) fn finish(self) -> Parsed {
+        self.parsed
+    }
+}
+
+/// A CSV record as text, for its dead letter.
+pub(crate) fn record_text(record: &csv::ByteRecord) -> String {
+    record.iter().map(String::from_utf8_lossy).collect::<Vec<_>>().join(",")
 }
 
 /// A market operator's native file format.

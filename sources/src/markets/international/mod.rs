@@ -1,0 +1,237 @@
+//! European, Australian, Japanese, gas and FX formats: ENTSO-E, Nord Pool,
+//! AEMO, JEPX, EIA, ECB.
+//!
+//! One module per publisher, each documenting its own conventions (time
+//! zone, interval-ending or -beginning, placeholders). What they share lives
+//! here: `FileOutput` collects a file's ticks and dead letters with interned
+//! strings, `Series` holds the fields the ticks of one series share.
+//!
+//! Every format emits `ts` = interval start in UTC, `interval_s`, and
+//! revision 0. The version numbers some documents carry (ENTSO-E
+//! `revisionNumber`, Nord Pool `version`) number whole documents, not the
+//! publications of one interval, so they are not copied; a republished file
+//! is a new tick for the same key and the engine's primary-key upsert
+//! retracts the old one.
+
+pub mod aemo;
+pub mod ecb;
+pub mod eia;
+pub mod entsoe;
+pub mod jepx;
+pub mod nordpool;
+
+use carbonflow_core::{Millis, Str};
+
+use super::{FileOutput, MarketFormat, record_text};
+use crate::tick::CanonicalTick;
+
+/// The international, gas and FX formats.
+pub static FORMATS: &[&dyn MarketFormat] = &[
+    &entsoe::EntsoeA44,
+    &nordpool::NordPoolDayAhead,
+    &aemo::AemoPrice,
+    &jepx::JepxSpot,
+    &eia::EiaGas,
+    &ecb::EcbFx,
+];
+
+/// Milliseconds in a second, for `interval_s` arithmetic on [`Millis`].
+const MILLIS: i64 = 1_000;
+
+/// Seconds in a day.
+const DAY_S: i64 = 86_400;
+
+/// The fields every tick of one series shares.
+struct Series {
+    market: Str,
+    node_type: Option<Str>,
+    currency: Str,
+    unit: Str,
+    run: Str,
+}
+
+impl Series {
+    /// Interns the shared fields once per series.
+    fn new(out: &mut FileOutput<'_>, market: &str, node_type: &str, currency: &str, unit: &str, run: &str) -> Self {
+        Series {
+            market: out.intern(market),
+            node_type: Some(out.intern(node_type)),
+            currency: out.intern(currency),
+            unit: out.intern(unit),
+            run: out.intern(run),
+        }
+    }
+
+    /// The tick of `node` for the interval `[ts, ts + interval_s)`.
+    fn tick(&self, node: Str, ts: Millis, interval_s: i64, price: f64) -> CanonicalTick {
+        CanonicalTick {
+            market: self.market.clone(),
+            node,
+            node_type: self.node_type.clone(),
+            ts,
+            interval_s,
+            price: Some(price),
+            energy: None,
+            congestion: None,
+            loss: None,
+            currency: self.currency.clone(),
+            unit: self.unit.clone(),
+            run: self.run.clone(),
+            revision: 0,
+        }
+    }
+}
+
+/// A finite number, or `None` for blanks, placeholders (`N/A`, `-`) and text.
+fn parse_price(text: &str) -> Option<f64> {
+    text.trim().parse::<f64>().ok().filter(|value| value.is_finite())
+}
+
+/// The 1-based line a CSV record starts on.
+fn record_line(record: &csv::ByteRecord) -> u64 {
+    record.position().map_or(0, |position| position.line())
+}
+
+/// Reads every record of a comma-separated file, tolerating ragged lines
+/// (preambles, trailing commas) and bytes that are not UTF-8 (Shift_JIS
+/// headers). A record the reader cannot split is a dead letter.
+fn csv_records(out: &mut FileOutput<'_>, bytes: &[u8]) -> Vec<csv::ByteRecord> {
+    // A UTF-8 byte-order mark would otherwise stick to the first header name.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes);
+    let mut records = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => records.push(record.clone()),
+            Ok(false) => break,
+            Err(error) => {
+                // Ragged byte records read from memory cannot fail to split;
+                // should one, the rest of the file has no record boundaries left.
+                let line = error.position().map_or(0, |position| position.line());
+                out.dead_letter(out.at_line(line), format!("unreadable CSV record: {error}"), String::new());
+                break;
+            }
+        }
+    }
+    records
+}
+
+/// A field of a CSV record as trimmed text (`""` when absent or not UTF-8).
+fn field(record: &csv::ByteRecord, index: usize) -> &str {
+    record.get(index).and_then(|bytes| std::str::from_utf8(bytes).ok()).unwrap_or("").trim()
+}
+
+#[cfg(test)]
+mod test_support {
+    use std::path::PathBuf;
+
+    use carbonflow_core::time::parse_timestamp;
+    use carbonflow_core::{Millis, Str};
+
+    use crate::markets::{MarketFormat, Parsed};
+    use crate::tick::CanonicalTick;
+
+    /// The shared markets directory, or `None` (after saying so) when
+    /// `CARBONFLOW_MARKET_DATA` is not set.
+    pub(super) fn market_data() -> Option<PathBuf> {
+        match std::env::var_os("CARBONFLOW_MARKET_DATA") {
+            Some(dir) => Some(PathBuf::from(dir)),
+            None => {
+                println!("skipped: CARBONFLOW_MARKET_DATA is not set");
+                None
+            }
+        }
+    }
+
+    /// Parses a shared sample, `relative` to the markets directory.
+    pub(super) fn parse_sample(format: &dyn MarketFormat, relative: &str) -> Option<Parsed> {
+        let path = market_data()?.join(relative);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        Some(format.parse("t", &name, &bytes))
+    }
+
+    /// `2025-10-01 00:00:00` (UTC) as milliseconds.
+    pub(super) fn utc(text: &str) -> Millis {
+        parse_timestamp(text).unwrap_or_else(|| panic!("bad test timestamp {text}"))
+    }
+
+    /// The one tick of `node` starting at `ts`.
+    pub(super) fn find<'a>(ticks: &'a [CanonicalTick], node: &str, ts: &str) -> &'a CanonicalTick {
+        let at = utc(ts);
+        let found: Vec<&CanonicalTick> = ticks.iter().filter(|t| &*t.node == node && t.ts == at).collect();
+        assert_eq!(found.len(), 1, "ticks of {node} at {ts}: {found:?}");
+        found[0]
+    }
+
+    /// Checks a spot value: the price of `node` in the interval starting at `ts` (UTC).
+    pub(super) fn assert_price(ticks: &[CanonicalTick], node: &str, ts: &str, price: f64) {
+        let tick = find(ticks, node, ts);
+        let got = tick.price.expect("a price");
+        assert!((got - price).abs() < 1e-9, "{node} at {ts}: {got} != {price}");
+    }
+
+    /// The distinct values of a string column.
+    pub(super) fn distinct(ticks: &[CanonicalTick], column: impl Fn(&CanonicalTick) -> &Str) -> Vec<String> {
+        let mut values: Vec<String> = ticks.iter().map(|t| column(t).to_string()).collect();
+        values.sort();
+        values.dedup();
+        values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use carbonflow_core::{DataType, Datum};
+
+    use super::test_support::{market_data, utc};
+    use crate::SourceContext;
+    use crate::filesystem::tests::{read_all, table};
+
+    #[test]
+    fn every_format_is_registered_by_its_sql_name() {
+        for name in ["entsoe-a44", "nordpool-dayahead", "aemo-price", "jepx-spot", "eia-gas", "ecb-fx"] {
+            assert_eq!(crate::markets::find(name).map(|f| f.name()), Some(name));
+        }
+    }
+
+    #[test]
+    fn filesystem_source_reads_an_entsoe_sample_into_declared_columns() {
+        let Some(dir) = market_data() else { return };
+        let path = dir.join("entsoe/ES_day_ahead_price_A44_20250928_20251002.xml");
+        let columns = [
+            ("ts", DataType::Timestamp),
+            ("node", DataType::String),
+            ("price", DataType::Float),
+            ("interval_s", DataType::Int),
+        ];
+        let config = table(&path, "entsoe-a44", &columns, &[]);
+        let (rows, dead) = read_all(&config, SourceContext::SINGLE);
+        assert_eq!((rows.len(), dead.len()), (240, 0));
+        // The file's first point (lines 31-34): position 1 = 51.6 from 2025-09-28T22:00Z, hourly.
+        let first: Vec<Datum> = rows[0].datums().to_vec();
+        assert_eq!(
+            first,
+            vec![
+                Datum::Timestamp(utc("2025-09-28 22:00:00")),
+                Datum::string("10YES-REE------0"),
+                Datum::float(51.6),
+                Datum::Int(3_600)
+            ]
+        );
+    }
+
+    #[test]
+    fn filesystem_source_routes_placeholders_to_dead_letters() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("rates.csv"), "Date,USD,CYP,\n2024-01-02,1.0956,N/A,\n").expect("write");
+        let config = table(dir.path(), "ecb-fx", &[("node", DataType::String), ("price", DataType::Float)], &[]);
+        let (rows, dead) = read_all(&config, SourceContext::SINGLE);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].datums(), &[Datum::string("USD"), Datum::float(1.0956)]);
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].origin.as_str(), dead[0].position.as_str()), ("ticks", "rates.csv:2"));
+        assert!(dead[0].detail.contains("CYP"));
+    }
+}
