@@ -104,8 +104,13 @@ pub fn formats_listing() -> String {
     use carbonflow_sources::tick::TickColumn;
     let columns: Vec<String> = TickColumn::ALL.iter().map(|(_, name, data_type)| format!("{name} {data_type}")).collect();
     let mut out = String::from("Formats of 'connector' = 'filesystem':\n\n");
-    let builtin = [("csv", "delimited text, columns by position (Flink's csv.* options)"), ("parquet", "Apache Parquet, columns by name")];
-    let markets = carbonflow_sources::markets::formats().into_iter().map(|format| (format.name(), format.description()));
+    let builtin = [
+        ("csv", "delimited text, columns by position (Flink's csv.* options)"),
+        ("parquet", "Apache Parquet, columns by name"),
+    ];
+    let markets = carbonflow_sources::markets::formats()
+        .into_iter()
+        .map(|format| (format.name(), format.description()));
     for (name, description) in builtin.into_iter().chain(markets) {
         out.push_str(&format!("  {name:<18} {description}\n"));
     }

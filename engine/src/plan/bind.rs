@@ -228,7 +228,8 @@ impl Binder {
         let mut option_spans = BTreeMap::new();
         for option in &table.options {
             let key = option.key.to_ascii_lowercase();
-            if options.insert(key.clone(), option.value.clone()).is_some() {
+            let value = substitute_env(&option.value).map_err(|message| SqlError::new(format!("option '{}': {message}", option.key), option.span))?;
+            if options.insert(key.clone(), value).is_some() {
                 return Err(SqlError::new(format!("option '{}' is given twice", option.key), option.span));
             }
             option_spans.insert(key, option.span);
@@ -1416,6 +1417,33 @@ fn watermark_delay(expression: &Ast, column: &Ident) -> SqlResult<Millis> {
     }
 }
 
+/// Replaces `${NAME}` in an option value with the environment variable
+/// `NAME`, so paths and secrets need not be written into query files. `$$`
+/// is a literal `$`. The substituted value never appears in plans or errors.
+pub fn substitute_env(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('{') {
+            let end = tail.find('}').ok_or_else(|| "an unclosed ${ (write $$ for a literal $)".to_owned())?;
+            let name = &tail[..end];
+            let resolved = std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?;
+            out.push_str(&resolved);
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// Parses a duration like `'5 min'`, `'30 s'`, `'100 ms'`, `'1 h'` (settings and options).
 pub fn parse_duration(text: &str) -> Option<Millis> {
     let text = text.trim();
@@ -1534,5 +1562,23 @@ fn default_name(ast: &Ast, position: usize) -> String {
         Ast::Identifier(ident) => ident.value.clone(),
         Ast::CompoundIdentifier(parts) => parts.last().map_or_else(|| format!("EXPR${position}"), |i| i.value.clone()),
         _ => format!("EXPR${position}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_variables_are_substituted_in_option_values() {
+        // PATH is set in every environment the tests run in.
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(substitute_env("${PATH}/x").unwrap(), format!("{path}/x"));
+        assert_eq!(substitute_env("cost $$5 and $ alone").unwrap(), "cost $5 and $ alone");
+        assert_eq!(
+            substitute_env("${CARBONFLOW_SURELY_UNSET_VARIABLE}").unwrap_err(),
+            "environment variable CARBONFLOW_SURELY_UNSET_VARIABLE is not set"
+        );
+        assert!(substitute_env("${PATH").is_err());
     }
 }
