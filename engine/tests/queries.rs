@@ -61,11 +61,11 @@ fn shipped_queries_produce_their_golden_output() {
     for query in queries {
         let relative = query.strip_prefix(&root).expect("inside the repo").to_path_buf();
         let text = std::fs::read_to_string(&query).expect("readable");
-        if let Some(variable) = header(&text, "needs") {
-            if std::env::var_os(variable).is_none() {
-                println!("skipped {}: {variable} is not set", relative.display());
-                continue;
-            }
+        if let Some(variable) = header(&text, "needs")
+            && std::env::var_os(variable).is_none()
+        {
+            println!("skipped {}: {variable} is not set", relative.display());
+            continue;
         }
         let args: Vec<String> = header(&text, "args")
             .map(|a| a.split_whitespace().map(str::to_owned).collect())
