@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Parser, Subcommand};
 
 use crate::plan::{Program, TableRole};
-use crate::runtime::{RunOptions, connector_view};
+use crate::runtime::{RunFailure, RunOptions, connector_view};
 use crate::sql::SqlError;
 
 /// carbonflow: incremental SQL over energy market feeds.
@@ -193,6 +193,8 @@ pub fn run(cli: Cli) -> ExitCode {
                     }
                     ExitCode::SUCCESS
                 }
+                // Like any Unix filter, stop quietly when the reader has gone (`| head`).
+                Err(RunFailure::OutputClosed { .. }) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("error: {error}");
                     ExitCode::from(2)

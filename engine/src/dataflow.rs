@@ -516,10 +516,14 @@ struct SinkCore {
 impl SinkCore {
     fn check(&mut self, result: Result<(), carbonflow_sinks::SinkError>) {
         if let Err(error) = result {
-            self.failure.set(RunFailure::Sink {
-                sink: self.name.clone(),
-                message: error.to_string(),
-            });
+            let failure = match error {
+                carbonflow_sinks::SinkError::Closed { .. } => RunFailure::OutputClosed { sink: self.name.clone() },
+                other => RunFailure::Sink {
+                    sink: self.name.clone(),
+                    message: other.to_string(),
+                },
+            };
+            self.failure.set(failure);
             self.sink = None;
         }
     }

@@ -51,6 +51,13 @@ pub enum RunFailure {
         /// What went wrong.
         message: String,
     },
+    /// The reader of a printed output went away (stdout piped into `head`):
+    /// the run stopped early on purpose.
+    #[error("sink '{sink}': the reader closed the output")]
+    OutputClosed {
+        /// The sink table (or `select`).
+        sink: String,
+    },
     /// The dead-letter file could not be written.
     #[error("dead-letter output {path}: {message}")]
     DeadLetterOutput {

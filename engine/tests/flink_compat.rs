@@ -287,3 +287,24 @@ fn session_windows_merge_and_emit_final_publishes_each_session_once() {
         );
     }
 }
+
+#[test]
+fn a_closed_stdout_ends_the_run_quietly() {
+    use std::io::{BufRead, BufReader};
+    // The quickstart prints 120 lines; the reader takes one and hangs up.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_carbonflow"))
+        .current_dir(root)
+        .args(["run", "queries/quickstart.sql", "--no-progress", "--batch-size", "64"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("+I["), "{first}");
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}: {stderr}", output.status);
+    assert!(!stderr.contains("error"), "{stderr}");
+}

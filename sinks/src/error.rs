@@ -16,6 +16,13 @@ pub enum SinkError {
         /// The underlying error.
         message: String,
     },
+    /// The reader of the output went away (a closed pipe, as when printed
+    /// output is piped into `head`): the run should stop, quietly.
+    #[error("{path}: the reader closed the output")]
+    Closed {
+        /// The output.
+        path: String,
+    },
     /// The changes received contradict each other (a retraction of a row the
     /// sink does not hold, a row of the wrong width): a bug upstream, not bad input.
     #[error("{sink}: {message}")]

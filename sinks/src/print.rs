@@ -68,6 +68,9 @@ impl PrintSink {
     }
 
     fn io_error(&self, error: io::Error) -> SinkError {
+        if error.kind() == io::ErrorKind::BrokenPipe {
+            return SinkError::Closed { path: self.target.to_owned() };
+        }
         SinkError::Io {
             path: self.target.to_owned(),
             message: error.to_string(),
