@@ -18,6 +18,8 @@
 
 pub mod international;
 pub mod north_america;
+#[cfg(test)]
+mod testkit;
 
 use carbonflow_core::{DeadLetter, DeadLetterReason, Interner, Str};
 

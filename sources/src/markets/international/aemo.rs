@@ -262,8 +262,8 @@ fn read_mms(out: &mut FileOutput<'_>, bytes: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{assert_price, distinct, find, parse_sample, utc};
     use super::*;
+    use crate::markets::testkit::{assert_price, distinct, parse_sample, tick, utc};
 
     /// Written from AEMO's published layouts (see `tests/fixtures/markets/README.md`);
     /// the 15:05 and 15:10 prices repeat those of the JSON sample for a cross-check.
@@ -301,7 +301,7 @@ mod tests {
         assert_eq!(parsed.dead_letters[0].position, "PRICE_AND_DEMAND.csv:13");
         // Line 2: NSW1 2021/10/06 15:05:00 RRP 0.0001 -> 05:00Z, the JSON sample's record 1.
         assert_price(&parsed.ticks, "NSW1", "2021-10-06 05:00:00", 0.0001);
-        let pre_5ms = find(&parsed.ticks, "NSW1", "2021-09-30 17:30:00");
+        let pre_5ms = tick(&parsed.ticks, "NSW1", "2021-09-30 17:30:00");
         assert_eq!((pre_5ms.interval_s, pre_5ms.price), (1_800, Some(61.84)));
         assert_eq!(distinct(&parsed.ticks, |t| &t.run), vec!["RT"]);
     }

@@ -89,8 +89,8 @@ fn parse_date(text: &str) -> Option<NaiveDate> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{assert_price, find, market_data};
     use super::*;
+    use crate::markets::testkit::{assert_price, market_data, tick};
 
     fn sample() -> Option<Parsed> {
         let path = market_data()?.join("../fx/eurofxref-hist.csv");
@@ -118,7 +118,7 @@ mod tests {
         // Last line: 1999-01-04, USD 1.1789, CYP 0.58231 (a currency since replaced by the euro).
         assert_price(&parsed.ticks, "USD", "1999-01-04 00:00:00", 1.1789);
         assert_price(&parsed.ticks, "CYP", "1999-01-04 00:00:00", 0.58231);
-        let usd = find(&parsed.ticks, "USD", "1999-01-04 00:00:00");
+        let usd = tick(&parsed.ticks, "USD", "1999-01-04 00:00:00");
         assert_eq!((&*usd.currency, &*usd.unit, usd.interval_s, &*usd.market), ("USD", "EUR", 86_400, "ECB"));
     }
 
@@ -140,6 +140,6 @@ mod tests {
         // The daily eurofxref.csv spells the date out and pads with spaces.
         let daily = EcbFx.parse("fx", "d.csv", b"Date, USD, JPY, \n30 October 2026, 1.1172, 175.68, \n");
         assert_eq!(daily.ticks.len(), 2);
-        assert_eq!(daily.ticks[1].ts, super::super::test_support::utc("2026-10-30 00:00:00"));
+        assert_eq!(daily.ticks[1].ts, crate::markets::testkit::utc("2026-10-30 00:00:00"));
     }
 }

@@ -161,8 +161,8 @@ fn parse_mdy(text: &str) -> Option<NaiveDate> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{assert_price, distinct, find, parse_sample};
     use super::*;
+    use crate::markets::testkit::{assert_price, distinct, parse_sample, tick};
 
     #[test]
     fn henry_hub_sample() {
@@ -207,7 +207,7 @@ mod tests {
         assert_price(&parsed.ticks, node, "2021-05-15 00:00:00", 2215.0);
         // Last line: 01/1/2010,3117 -> week from Saturday 2009-12-26.
         assert_price(&parsed.ticks, node, "2009-12-26 00:00:00", 3117.0);
-        let first = find(&parsed.ticks, node, "2021-05-22 00:00:00");
+        let first = tick(&parsed.ticks, node, "2021-05-22 00:00:00");
         assert_eq!(&*first.run, "REPORT");
     }
 

@@ -443,8 +443,8 @@ fn resolution_seconds(text: &str) -> Option<i64> {
 mod tests {
     use chrono::TimeZone;
 
-    use super::super::test_support::{assert_price, distinct, parse_sample, utc};
     use super::*;
+    use crate::markets::testkit::{assert_price, distinct, parse_sample, utc};
 
     fn parse(xml: &str) -> Parsed {
         EntsoeA44.parse("t", "doc.xml", xml.as_bytes())

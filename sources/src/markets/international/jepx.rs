@@ -111,8 +111,8 @@ fn slot_start(row: &csv::ByteRecord) -> Result<i64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{assert_price, find, utc};
     use super::*;
+    use crate::markets::testkit::{assert_price, tick, utc};
 
     /// Written from JEPX's published column layout (see `tests/fixtures/markets/README.md`).
     const FIXTURE: &[u8] = include_bytes!("../../../tests/fixtures/markets/jepx_spot_summary.csv");
@@ -138,11 +138,11 @@ mod tests {
         // Line 5: code 48 is 23:30-24:00 JST = 14:30Z the same UTC day; Kyushu 10.05.
         assert_price(&parsed.ticks, "KYUSHU", "2024-04-01 14:30:00", 10.05);
         // Line 7: 2024/04/02 code 1 follows code 48 of the day before without a gap.
-        assert_eq!(find(&parsed.ticks, "TOKYO", "2024-04-01 15:00:00").price, Some(0.01));
+        assert_eq!(tick(&parsed.ticks, "TOKYO", "2024-04-01 15:00:00").price, Some(0.01));
         let area_ticks = parsed.ticks.iter().filter(|t| t.node_type.as_deref() == Some("AREA")).count();
         assert_eq!(area_ticks, 49 - 5, "all but the five SYSTEM ticks are AREA ticks");
         assert!(parsed.ticks.iter().all(|t| t.interval_s == 1_800 && &*t.currency == "JPY" && &*t.unit == "kWh"));
-        assert_eq!(find(&parsed.ticks, "SYSTEM", "2024-03-31 15:00:00").node_type.as_deref(), Some("SYSTEM"));
+        assert_eq!(tick(&parsed.ticks, "SYSTEM", "2024-03-31 15:00:00").node_type.as_deref(), Some("SYSTEM"));
     }
 
     #[test]

@@ -123,71 +123,12 @@ fn field(record: &csv::ByteRecord, index: usize) -> &str {
 }
 
 #[cfg(test)]
-mod test_support {
-    use std::path::PathBuf;
-
-    use carbonflow_core::time::parse_timestamp;
-    use carbonflow_core::{Millis, Str};
-
-    use crate::markets::{MarketFormat, Parsed};
-    use crate::tick::CanonicalTick;
-
-    /// The shared markets directory, or `None` (after saying so) when
-    /// `CARBONFLOW_MARKET_DATA` is not set.
-    pub(super) fn market_data() -> Option<PathBuf> {
-        match std::env::var_os("CARBONFLOW_MARKET_DATA") {
-            Some(dir) => Some(PathBuf::from(dir)),
-            None => {
-                println!("skipped: CARBONFLOW_MARKET_DATA is not set");
-                None
-            }
-        }
-    }
-
-    /// Parses a shared sample, `relative` to the markets directory.
-    pub(super) fn parse_sample(format: &dyn MarketFormat, relative: &str) -> Option<Parsed> {
-        let path = market_data()?.join(relative);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        Some(format.parse("t", &name, &bytes))
-    }
-
-    /// `2025-10-01 00:00:00` (UTC) as milliseconds.
-    pub(super) fn utc(text: &str) -> Millis {
-        parse_timestamp(text).unwrap_or_else(|| panic!("bad test timestamp {text}"))
-    }
-
-    /// The one tick of `node` starting at `ts`.
-    pub(super) fn find<'a>(ticks: &'a [CanonicalTick], node: &str, ts: &str) -> &'a CanonicalTick {
-        let at = utc(ts);
-        let found: Vec<&CanonicalTick> = ticks.iter().filter(|t| &*t.node == node && t.ts == at).collect();
-        assert_eq!(found.len(), 1, "ticks of {node} at {ts}: {found:?}");
-        found[0]
-    }
-
-    /// Checks a spot value: the price of `node` in the interval starting at `ts` (UTC).
-    pub(super) fn assert_price(ticks: &[CanonicalTick], node: &str, ts: &str, price: f64) {
-        let tick = find(ticks, node, ts);
-        let got = tick.price.expect("a price");
-        assert!((got - price).abs() < 1e-9, "{node} at {ts}: {got} != {price}");
-    }
-
-    /// The distinct values of a string column.
-    pub(super) fn distinct(ticks: &[CanonicalTick], column: impl Fn(&CanonicalTick) -> &Str) -> Vec<String> {
-        let mut values: Vec<String> = ticks.iter().map(|t| column(t).to_string()).collect();
-        values.sort();
-        values.dedup();
-        values
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use carbonflow_core::{DataType, Datum};
 
-    use super::test_support::{market_data, utc};
     use crate::SourceContext;
     use crate::filesystem::tests::{read_all, table};
+    use crate::markets::testkit::{market_data, utc};
 
     #[test]
     fn every_format_is_registered_by_its_sql_name() {

@@ -115,8 +115,8 @@ fn truncated(value: &Value) -> String {
 mod tests {
     use chrono::TimeZone;
 
-    use super::super::test_support::{assert_price, distinct, utc};
     use super::*;
+    use crate::markets::testkit::{assert_price, distinct, utc};
 
     /// Written from Nord Pool's published API format (see `tests/fixtures/markets/README.md`):
     /// the 25-hour CET day 2024-10-27, areas NO1, SE3 and FI, invented prices.

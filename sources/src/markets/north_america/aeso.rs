@@ -90,7 +90,7 @@ impl MarketFormat for AesoPoolPrice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::markets::north_america::testkit::{assert_price, parse_sample, utc};
+    use crate::markets::testkit::{assert_price, parse_sample, utc};
     use carbonflow_core::DeadLetterReason;
 
     const PREAMBLE: &str = "Pool Price\n\n\"\"\n\nDate (HE),Price ($),30Ravg ($),AIL Demand (MW)\n";
@@ -123,16 +123,16 @@ mod tests {
         assert!(first.detail.contains("placeholder \"-\""), "{}", first.detail);
         assert_eq!(parsed.dead_letters[8].position, "HistoricalPoolPriceReportServlet.csv:8813");
         // Line 6: "10/12/2022 01","74.72" — HE01 MDT starts 06:00 UTC.
-        assert_price(&parsed, "ALBERTA", "2022-10-12 06:00:00", 74.72);
+        assert_price(&parsed.ticks, "ALBERTA", "2022-10-12 06:00:00", 74.72);
         // Lines 607-609: "11/06/2022 02" 54.11, "11/06/2022 02*" 48.54, "11/06/2022 03" 53.74.
-        assert_price(&parsed, "ALBERTA", "2022-11-06 07:00:00", 54.11);
-        assert_price(&parsed, "ALBERTA", "2022-11-06 08:00:00", 48.54);
-        assert_price(&parsed, "ALBERTA", "2022-11-06 09:00:00", 53.74);
+        assert_price(&parsed.ticks, "ALBERTA", "2022-11-06 07:00:00", 54.11);
+        assert_price(&parsed.ticks, "ALBERTA", "2022-11-06 08:00:00", 48.54);
+        assert_price(&parsed.ticks, "ALBERTA", "2022-11-06 09:00:00", 53.74);
         // Lines 3631-3632: "03/12/2023 01" 276.58 (00:00 MST), then "03/12/2023 03" 63.55 (01:00 MST).
-        assert_price(&parsed, "ALBERTA", "2023-03-12 07:00:00", 276.58);
-        assert_price(&parsed, "ALBERTA", "2023-03-12 08:00:00", 63.55);
+        assert_price(&parsed.ticks, "ALBERTA", "2023-03-12 07:00:00", 276.58);
+        assert_price(&parsed.ticks, "ALBERTA", "2023-03-12 08:00:00", 63.55);
         // Line 8804: "10/13/2023 15","36.90" — the last settled hour, 14:00 MDT.
-        assert_price(&parsed, "ALBERTA", "2023-10-13 20:00:00", 36.90);
+        assert_price(&parsed.ticks, "ALBERTA", "2023-10-13 20:00:00", 36.90);
         // The year of hours is gapless and without duplicates across both DST changes.
         assert!(parsed.ticks.windows(2).all(|pair| pair[1].ts - pair[0].ts == 3_600_000));
     }

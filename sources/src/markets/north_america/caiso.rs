@@ -132,7 +132,7 @@ impl MarketFormat for CaisoOasisLmp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::markets::north_america::testkit::{tick, utc};
+    use crate::markets::testkit::{tick, utc};
 
     /// Written from the OASIS specification, not operator data: see the fixture README.
     const FIXTURE: &[u8] = include_bytes!("../../../tests/fixtures/markets/north_america/caiso_prc_lmp_dam_20241103.csv");
@@ -151,7 +151,7 @@ mod tests {
         assert_eq!(parsed.dead_letters.len(), 1);
         assert_eq!(parsed.dead_letters[0].position, "caiso_prc_lmp_dam_20241103.csv:16");
         // OPR_HR 1 (lines 2-5): starts 00:00 PDT.
-        let np15 = tick(&parsed, "TH_NP15_GEN-APND", "2024-11-03 07:00:00");
+        let np15 = tick(&parsed.ticks, "TH_NP15_GEN-APND", "2024-11-03 07:00:00");
         assert_eq!(
             (np15.price, np15.energy, np15.congestion, np15.loss),
             (Some(47.0), Some(45.1), Some(1.2), Some(0.7))
@@ -161,10 +161,10 @@ mod tests {
             ("CAISO", 3600, "DA", None)
         );
         // OPR_HR 2 and 3 both start at 01:00 local (PDT, then PST): one UTC hour apart.
-        assert_eq!(tick(&parsed, "TH_NP15_GEN-APND", "2024-11-03 08:00:00").price, Some(41.9));
-        assert_eq!(tick(&parsed, "TH_NP15_GEN-APND", "2024-11-03 09:00:00").price, Some(40.6));
+        assert_eq!(tick(&parsed.ticks, "TH_NP15_GEN-APND", "2024-11-03 08:00:00").price, Some(41.9));
+        assert_eq!(tick(&parsed.ticks, "TH_NP15_GEN-APND", "2024-11-03 09:00:00").price, Some(40.6));
         // The MGHG row is skipped and the rejected MCL leaves the loss empty.
-        let sp15 = tick(&parsed, "TH_SP15_GEN-APND", "2024-11-03 09:00:00");
+        let sp15 = tick(&parsed.ticks, "TH_SP15_GEN-APND", "2024-11-03 09:00:00");
         assert_eq!((sp15.price, sp15.loss), (Some(43.15), None));
     }
 

@@ -146,7 +146,7 @@ impl MarketFormat for ErcotSpp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::markets::north_america::testkit::{tick, utc};
+    use crate::markets::testkit::{tick, utc};
 
     /// Written from ERCOT's report specifications, not operator data: see the fixture README.
     const REAL_TIME: &[u8] = include_bytes!("../../../tests/fixtures/markets/north_america/ercot_rt_spp_20241103.csv");
@@ -158,21 +158,21 @@ mod tests {
         assert_eq!(parsed.ticks.len(), 7);
         assert!(parsed.dead_letters.is_empty());
         // Line 2: hour 1, interval 4 — 00:45 CDT.
-        let first = tick(&parsed, "HB_HOUSTON", "2024-11-03 05:45:00");
+        let first = tick(&parsed.ticks, "HB_HOUSTON", "2024-11-03 05:45:00");
         assert_eq!(
             (first.price, first.interval_s, &*first.run, first.node_type.as_deref()),
             (Some(18.52), 900, "RT", Some("HUB"))
         );
         // Lines 3-4: hour 2 (DSTFlag N) starts 01:00 CDT = 06:00Z.
-        assert_eq!(tick(&parsed, "HB_HOUSTON", "2024-11-03 06:00:00").price, Some(17.90));
-        assert_eq!(tick(&parsed, "HB_HOUSTON", "2024-11-03 06:45:00").price, Some(17.44));
+        assert_eq!(tick(&parsed.ticks, "HB_HOUSTON", "2024-11-03 06:00:00").price, Some(17.90));
+        assert_eq!(tick(&parsed.ticks, "HB_HOUSTON", "2024-11-03 06:45:00").price, Some(17.44));
         // Lines 5-6: the repeated hour 2 (DSTFlag Y) starts 01:00 CST = 07:00Z.
-        assert_eq!(tick(&parsed, "HB_HOUSTON", "2024-11-03 07:00:00").price, Some(16.75));
-        assert_eq!(tick(&parsed, "HB_HOUSTON", "2024-11-03 07:45:00").price, Some(16.31));
-        let zone = tick(&parsed, "LZ_NORTH", "2024-11-03 07:00:00");
+        assert_eq!(tick(&parsed.ticks, "HB_HOUSTON", "2024-11-03 07:00:00").price, Some(16.75));
+        assert_eq!(tick(&parsed.ticks, "HB_HOUSTON", "2024-11-03 07:45:00").price, Some(16.31));
+        let zone = tick(&parsed.ticks, "LZ_NORTH", "2024-11-03 07:00:00");
         assert_eq!((zone.price, zone.node_type.as_deref()), (Some(16.02), Some("ZONE")));
         // Line 8: hour 3 starts 02:00 CST = 08:00Z.
-        assert_eq!(tick(&parsed, "HB_HOUSTON", "2024-11-03 08:00:00").price, Some(15.98));
+        assert_eq!(tick(&parsed.ticks, "HB_HOUSTON", "2024-11-03 08:00:00").price, Some(15.98));
     }
 
     #[test]

@@ -178,7 +178,7 @@ fn read_hour(hour: &Hour, date: Option<&str>) -> Result<(i64, Prices), RowError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::markets::north_america::testkit::{assert_price, parse_sample, tick, utc};
+    use crate::markets::testkit::{assert_price, parse_sample, tick, utc};
 
     fn document(hours: &str) -> String {
         format!(
@@ -200,7 +200,7 @@ mod tests {
         assert_eq!(parsed.ticks.len(), 24);
         assert_eq!(parsed.dead_letters.len(), 0);
         // Lines 15-21: PricingHour 1, ZonalPrice 17.76, LossPriceCapped 0.02, CongestionPriceCapped -0.26.
-        let first = tick(&parsed, "ONTARIO", "2026-05-28 05:00:00");
+        let first = tick(&parsed.ticks, "ONTARIO", "2026-05-28 05:00:00");
         assert_eq!(
             (first.price, first.loss, first.congestion, first.energy),
             (Some(17.76), Some(0.02), Some(-0.26), None)
@@ -210,9 +210,9 @@ mod tests {
             ("IESO", "CAD", "MWh", "DA", Some("ZONE"))
         );
         // PricingHour 8: ZonalPrice 45.
-        assert_price(&parsed, "ONTARIO", "2026-05-28 12:00:00", 45.0);
+        assert_price(&parsed.ticks, "ONTARIO", "2026-05-28 12:00:00", 45.0);
         // PricingHour 24: ZonalPrice 26.01, ends 24:00 EST = 05:00 UTC the next day.
-        assert_price(&parsed, "ONTARIO", "2026-05-29 04:00:00", 26.01);
+        assert_price(&parsed.ticks, "ONTARIO", "2026-05-29 04:00:00", 26.01);
     }
 
     #[test]

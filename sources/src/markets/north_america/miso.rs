@@ -160,7 +160,7 @@ impl MarketFormat for MisoLmp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::markets::north_america::testkit::{assert_price, close, parse_sample, tick, utc};
+    use crate::markets::testkit::{assert_price, close, parse_sample, tick, utc};
 
     fn header() -> String {
         let hours: Vec<String> = (1..=24).map(|h| format!("HE {h}")).collect();
@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(parsed.ticks.len(), 43_128);
         assert_eq!(parsed.dead_letters.len(), 0);
         // Lines 6, 1803, 3600: AEC,Interface HE 1: LMP 26.82, MCC 1.66, MLC -.21 — HE 1 EST starts 05:00 UTC.
-        let aec = tick(&parsed, "AEC", "2011-07-16 05:00:00");
+        let aec = tick(&parsed.ticks, "AEC", "2011-07-16 05:00:00");
         assert_eq!((aec.price, aec.congestion, aec.loss), (Some(26.82), Some(1.66), Some(-0.21)));
         assert!(close(aec.energy, 25.37));
         assert_eq!(
@@ -191,12 +191,12 @@ mod tests {
             ("MISO", Some("INTERFACE"), 3600, "DA")
         );
         // Line 1000: GRE.CHANDLERWD,Gennode,LMP, HE 12 = 42.35 (starts 16:00 UTC).
-        assert_price(&parsed, "GRE.CHANDLERWD", "2011-07-16 16:00:00", 42.35);
-        assert_eq!(tick(&parsed, "GRE.CHANDLERWD", "2011-07-16 16:00:00").node_type.as_deref(), Some("GEN"));
+        assert_price(&parsed.ticks, "GRE.CHANDLERWD", "2011-07-16 16:00:00", 42.35);
+        assert_eq!(tick(&parsed.ticks, "GRE.CHANDLERWD", "2011-07-16 16:00:00").node_type.as_deref(), Some("GEN"));
         // Line 201: AMIL.BGS6,Loadzone,LMP, HE 24 = 29.9 (starts 04:00 UTC the next day).
-        assert_price(&parsed, "AMIL.BGS6", "2011-07-17 04:00:00", 29.9);
+        assert_price(&parsed.ticks, "AMIL.BGS6", "2011-07-17 04:00:00", 29.9);
         // Lines 1802, 3599, 5396: YAD HE 24: LMP 34.08, MCC 2.94, MLC .27.
-        let yad = tick(&parsed, "YAD", "2011-07-17 04:00:00");
+        let yad = tick(&parsed.ticks, "YAD", "2011-07-17 04:00:00");
         assert_eq!((yad.price, yad.congestion, yad.loss), (Some(34.08), Some(2.94), Some(0.27)));
         assert!(close(yad.energy, 30.87));
     }

@@ -408,9 +408,6 @@ fn small_number(text: &str) -> Option<u32> {
 }
 
 #[cfg(test)]
-mod testkit;
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -533,11 +530,10 @@ mod tests {
     #[test]
     fn end_to_end_sample_through_the_filesystem_source() {
         use carbonflow_core::Datum;
-        let Some(dir) = std::env::var_os(testkit::DATA_DIR) else {
-            println!("skipped: {} is not set", testkit::DATA_DIR);
+        let Some(dir) = crate::markets::testkit::market_data() else {
             return;
         };
-        let path = std::path::Path::new(&dir).join("aeso/HistoricalPoolPriceReportServlet.csv");
+        let path = dir.join("aeso/HistoricalPoolPriceReportServlet.csv");
         let (rows, dead, batches) = read_through_source(&path, "aeso-pool-price", 1_000);
         assert_eq!((rows.len(), dead.len()), (8_799, 9));
         assert!(batches >= 9, "{batches} batches");
@@ -547,7 +543,7 @@ mod tests {
             vec![
                 Datum::Str("AESO".into()),
                 Datum::Str("ALBERTA".into()),
-                Datum::Timestamp(testkit::utc("2022-10-12 06:00:00")),
+                Datum::Timestamp(crate::markets::testkit::utc("2022-10-12 06:00:00")),
                 Datum::float(74.72)
             ]
         );
@@ -562,6 +558,9 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/markets/north_america/ercot_dam_spp_20240310.csv");
         let (rows, dead, batches) = read_through_source(&path, "ercot-spp", 2);
         assert_eq!((rows.len(), dead.len(), batches), (4, 1, 3));
-        assert_eq!(rows[1].get(2), &carbonflow_core::Datum::Timestamp(testkit::utc("2024-03-10 07:00:00")));
+        assert_eq!(
+            rows[1].get(2),
+            &carbonflow_core::Datum::Timestamp(crate::markets::testkit::utc("2024-03-10 07:00:00"))
+        );
     }
 }

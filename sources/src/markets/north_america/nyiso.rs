@@ -113,7 +113,7 @@ impl MarketFormat for NyisoLbmp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::markets::north_america::testkit::{assert_price, close, parse_sample, tick, utc};
+    use crate::markets::testkit::{assert_price, close, parse_sample, tick, utc};
 
     const HEADER: &str = "\"Time Stamp\",\"Name\",\"PTID\",\"LBMP ($/MWHr)\",\"Marginal Cost Losses ($/MWHr)\",\"Marginal Cost Congestion ($/MWHr)\"\n";
 
@@ -133,8 +133,8 @@ mod tests {
         assert_eq!(parsed.ticks.len(), 45);
         assert_eq!(parsed.dead_letters.len(), 0);
         // Line 3: "02/18/2016 00:15:00","CAPITL",61757,21.53,1.69,0.00 — ends 00:15 EST = 05:15 UTC.
-        assert_price(&parsed, "CAPITL", "2016-02-18 05:10:00", 21.53);
-        let capitl = tick(&parsed, "CAPITL", "2016-02-18 05:10:00");
+        assert_price(&parsed.ticks, "CAPITL", "2016-02-18 05:10:00", 21.53);
+        let capitl = tick(&parsed.ticks, "CAPITL", "2016-02-18 05:10:00");
         assert_eq!((capitl.loss, capitl.congestion), (Some(1.69), Some(0.0)));
         assert!(close(capitl.energy, 19.84));
         assert_eq!(
@@ -142,11 +142,11 @@ mod tests {
             ("NYISO", Some("ZONE"), 300, "RT")
         );
         // Line 7: "02/18/2016 00:15:00","H Q",61844,19.21,-0.64,0.00
-        assert_price(&parsed, "H Q", "2016-02-18 05:10:00", 19.21);
+        assert_price(&parsed.ticks, "H Q", "2016-02-18 05:10:00", 19.21);
         // Line 18: "02/18/2016 00:30:00","CAPITL",61757,21.42,1.68,0.00
-        assert_price(&parsed, "CAPITL", "2016-02-18 05:25:00", 21.42);
+        assert_price(&parsed.ticks, "CAPITL", "2016-02-18 05:25:00", 21.42);
         // Line 43: "02/18/2016 00:45:00","NORTH",61755,18.62,-1.12,0.00
-        assert_price(&parsed, "NORTH", "2016-02-18 05:40:00", 18.62);
+        assert_price(&parsed.ticks, "NORTH", "2016-02-18 05:40:00", 18.62);
     }
 
     #[test]

@@ -119,7 +119,7 @@ impl MarketFormat for PjmLmp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::markets::north_america::testkit::{assert_price, parse_sample, tick, utc};
+    use crate::markets::testkit::{assert_price, parse_sample, tick, utc};
 
     const HEADER: &str = "datetime_beginning_utc,datetime_beginning_ept,pnode_id,pnode_name,voltage,equipment,type,zone,system_energy_price_rt,total_lmp_rt,congestion_price_rt,marginal_loss_price_rt,row_is_current,version_nbr\n";
 
@@ -135,17 +135,17 @@ mod tests {
         assert_eq!(parsed.ticks.len(), 16_992);
         assert_eq!(parsed.dead_letters.len(), 0);
         // Line 2: 5/1/2025 4:00:00 AM,...,51217,EASTERN HUB,,,HUB,,30.98,24.966949,-6.094939,0.081888,True,1
-        assert_price(&parsed, "EASTERN HUB", "2025-05-01 04:00:00", 24.966949);
-        let hub = tick(&parsed, "EASTERN HUB", "2025-05-01 04:00:00");
+        assert_price(&parsed.ticks, "EASTERN HUB", "2025-05-01 04:00:00", 24.966949);
+        let hub = tick(&parsed.ticks, "EASTERN HUB", "2025-05-01 04:00:00");
         assert_eq!((hub.energy, hub.congestion, hub.loss), (Some(30.98), Some(-6.094939), Some(0.081888)));
         assert_eq!(
             (&*hub.market, hub.node_type.as_deref(), hub.interval_s, &*hub.run, hub.revision),
             ("PJM", Some("HUB"), 3600, "DA", 0)
         );
         // Line 8000: 5/28/2025 10:00:00 PM,5/28/2025 6:00:00 PM,33092315,N ILLINOIS HUB,...,32.57,33.561976,...
-        assert_price(&parsed, "N ILLINOIS HUB", "2025-05-28 22:00:00", 33.561976);
+        assert_price(&parsed.ticks, "N ILLINOIS HUB", "2025-05-28 22:00:00", 33.561976);
         // Line 16993: 6/29/2025 3:00:00 AM,6/28/2025 11:00:00 PM,116013751,ATSI GEN HUB,...,33.94,33.791591,...
-        assert_price(&parsed, "ATSI GEN HUB", "2025-06-29 03:00:00", 33.791591);
+        assert_price(&parsed.ticks, "ATSI GEN HUB", "2025-06-29 03:00:00", 33.791591);
     }
 
     #[test]
@@ -156,12 +156,12 @@ mod tests {
         assert_eq!(parsed.ticks.len(), 16_992);
         assert_eq!(parsed.dead_letters.len(), 0);
         // Line 3: 5/1/2025 4:00:00 AM,...,51287,WEST INT HUB,,,HUB,,23.710000,23.259768,...
-        assert_price(&parsed, "WEST INT HUB", "2025-05-01 04:00:00", 23.259768);
-        assert_eq!(&*tick(&parsed, "WEST INT HUB", "2025-05-01 04:00:00").run, "RT");
+        assert_price(&parsed.ticks, "WEST INT HUB", "2025-05-01 04:00:00", 23.259768);
+        assert_eq!(&*tick(&parsed.ticks, "WEST INT HUB", "2025-05-01 04:00:00").run, "RT");
         // Line 8000: 5/28/2025 10:00:00 PM,...,N ILLINOIS HUB,...,25.450000,24.808924,...
-        assert_price(&parsed, "N ILLINOIS HUB", "2025-05-28 22:00:00", 24.808924);
+        assert_price(&parsed.ticks, "N ILLINOIS HUB", "2025-05-28 22:00:00", 24.808924);
         // Line 16993: 6/29/2025 3:00:00 AM,...,ATSI GEN HUB,...,33.210000,32.780379,...
-        assert_price(&parsed, "ATSI GEN HUB", "2025-06-29 03:00:00", 32.780379);
+        assert_price(&parsed.ticks, "ATSI GEN HUB", "2025-06-29 03:00:00", 32.780379);
     }
 
     /// Rows of one hub with these UTC and EPT beginnings, as Data Miner writes them.

@@ -126,7 +126,7 @@ impl MarketFormat for SppLmp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::markets::north_america::testkit::{assert_price, parse_sample, tick, utc};
+    use crate::markets::testkit::{assert_price, parse_sample, tick, utc};
 
     const HEADER: &str = "Interval,GMTIntervalEnd,Settlement Location,Pnode,LMP,MLC,MCC,MEC\n";
     const LOCAL_HEADER: &str = "Interval,Settlement Location,Pnode,LMP,MLC,MCC,MEC\n";
@@ -144,14 +144,14 @@ mod tests {
         assert_eq!(parsed.ticks.len(), 18_510);
         assert_eq!(parsed.dead_letters.len(), 0);
         // Line 2: 03/19/2025 01:00:00,03/19/2025 06:00:00,AEC,SOUC,9.6667,0.1410,-2.1891,11.7148
-        assert_price(&parsed, "AEC", "2025-03-19 05:00:00", 9.6667);
-        let aec = tick(&parsed, "AEC", "2025-03-19 05:00:00");
+        assert_price(&parsed.ticks, "AEC", "2025-03-19 05:00:00", 9.6667);
+        let aec = tick(&parsed.ticks, "AEC", "2025-03-19 05:00:00");
         assert_eq!((aec.energy, aec.congestion, aec.loss), (Some(11.7148), Some(-2.1891), Some(0.141)));
         assert_eq!((&*aec.market, aec.interval_s, &*aec.run, aec.node_type.as_deref()), ("SPP", 3600, "DA", None));
         // Line 9000: 03/19/2025 08:00:00,03/19/2025 13:00:00,MIDW.LES.BKEYE,...,1.2827,...
-        assert_price(&parsed, "MIDW.LES.BKEYE", "2025-03-19 12:00:00", 1.2827);
+        assert_price(&parsed.ticks, "MIDW.LES.BKEYE", "2025-03-19 12:00:00", 1.2827);
         // Line 18511 (last): 03/19/2025 15:00:00,03/19/2025 20:00:00,YAD,VACS,23.2722,...
-        assert_price(&parsed, "YAD", "2025-03-19 19:00:00", 23.2722);
+        assert_price(&parsed.ticks, "YAD", "2025-03-19 19:00:00", 23.2722);
     }
 
     #[test]
@@ -172,10 +172,10 @@ mod tests {
             assert_eq!(parsed.ticks.len(), 1_234, "{stamp}");
             assert_eq!(parsed.dead_letters.len(), 0, "{stamp}");
             let start = format!("2025-03-31 {start}:00");
-            assert_price(&parsed, "AEC", &start, aec);
-            assert_price(&parsed, "OVEC", &start, ovec);
-            assert_price(&parsed, "YAD", &start, yad);
-            let t = tick(&parsed, "AEC", &start);
+            assert_price(&parsed.ticks, "AEC", &start, aec);
+            assert_price(&parsed.ticks, "OVEC", &start, ovec);
+            assert_price(&parsed.ticks, "YAD", &start, yad);
+            let t = tick(&parsed.ticks, "AEC", &start);
             assert_eq!((t.interval_s, &*t.run), (300, "RT"), "{stamp}");
         }
     }
