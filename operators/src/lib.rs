@@ -12,6 +12,9 @@
 //! * [`aggregate`]: SQL aggregate functions (`COUNT`, `SUM`, `AVG`, `MIN`,
 //!   `MAX`, the variances, `FIRST_VALUE`, `LAST_VALUE`, `DISTINCT`) whose
 //!   state is exact under retraction, and [`GroupAccumulator`] for one group.
+//! * [`cep`]: `MATCH_RECOGNIZE` over one partition's ordered rows: patterns
+//!   with backtracking quantifiers, `DEFINE` / `MEASURES` expressions, skip
+//!   modes, `WITHIN`, and the bounds an incremental wrapper recomputes from.
 //! * [`exact_sum`]: order-independent, correctly rounded summation of doubles,
 //!   so that DOUBLE sums do not drift as rows come and go.
 //! * [`windows`]: TUMBLE, HOP and CUMULATE assignment ([`WindowSpec`]) and
@@ -25,6 +28,7 @@
 //!   ([`dataflow::timed_operator`]), and the watermark stream it reads.
 
 pub mod aggregate;
+pub mod cep;
 pub mod dataflow;
 pub mod exact_sum;
 pub mod grouped;
