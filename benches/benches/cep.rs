@@ -50,10 +50,14 @@ fn spike_recognizer() -> MatchRecognizer {
     let mut spec = MatchSpec::parse("A B+ C").expect("valid pattern");
     let (a, c) = (spec.var("A").expect("A"), spec.var("C").expect("C"));
     let threshold = MatchExpr::binary(BinaryOp::Multiply, MatchExpr::literal(Datum::float(1.5)), MatchExpr::column(Some(a), PRICE));
-    spec.define.push((c, MatchExpr::binary(BinaryOp::Gt, MatchExpr::column(Some(c), PRICE), threshold)));
+    spec.define
+        .push((c, MatchExpr::binary(BinaryOp::Gt, MatchExpr::column(Some(c), PRICE), threshold)));
     spec.measures = vec![MatchExpr::column(Some(a), PRICE), MatchExpr::column(Some(c), PRICE)];
     spec.skip = AfterMatchSkip::PastLastRow;
-    spec.within = Some(Within { duration: 10 * MINUTE, time_column: TS });
+    spec.within = Some(Within {
+        duration: 10 * MINUTE,
+        time_column: TS,
+    });
     MatchRecognizer::new(spec).expect("valid spec")
 }
 

@@ -11,6 +11,7 @@
 //! * [`DataType`], [`Field`] and [`Schema`]: what a table or view holds.
 //! * [`time`]: event time as UTC milliseconds, with Flink's text forms.
 //! * [`ConnectorConfig`]: a source's or sink's table and `WITH` options.
+//! * [`scalar`]: SQL's arithmetic, comparison and three-valued logic on datums.
 //! * [`DeadLetter`]: a row the engine could not use, with the reason and where
 //!   it came from. Bad input is data, never a crash.
 
@@ -18,6 +19,7 @@ pub mod connector;
 pub mod datum;
 pub mod dead_letter;
 pub mod intern;
+pub mod scalar;
 pub mod schema;
 pub mod time;
 

@@ -8,77 +8,11 @@
 use std::fmt;
 
 use carbonflow_core::time::{format_timestamp, parse_timestamp};
-use carbonflow_core::{DataType, Datum, Millis};
+use carbonflow_core::{DataType, Datum, Millis, scalar};
 
 use super::functions::Function;
 
-/// A failure evaluating an expression on a row.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct EvalError(pub String);
-
-/// Binary operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BinaryOp {
-    /// `+`
-    Add,
-    /// `-`
-    Subtract,
-    /// `*`
-    Multiply,
-    /// `/`
-    Divide,
-    /// `%`
-    Modulo,
-    /// `=`
-    Eq,
-    /// `<>`
-    NotEq,
-    /// `<`
-    Lt,
-    /// `<=`
-    LtEq,
-    /// `>`
-    Gt,
-    /// `>=`
-    GtEq,
-    /// `AND`
-    And,
-    /// `OR`
-    Or,
-    /// `||`
-    Concat,
-}
-
-impl BinaryOp {
-    /// The operator as written in SQL.
-    pub fn symbol(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "+",
-            BinaryOp::Subtract => "-",
-            BinaryOp::Multiply => "*",
-            BinaryOp::Divide => "/",
-            BinaryOp::Modulo => "%",
-            BinaryOp::Eq => "=",
-            BinaryOp::NotEq => "<>",
-            BinaryOp::Lt => "<",
-            BinaryOp::LtEq => "<=",
-            BinaryOp::Gt => ">",
-            BinaryOp::GtEq => ">=",
-            BinaryOp::And => "AND",
-            BinaryOp::Or => "OR",
-            BinaryOp::Concat => "||",
-        }
-    }
-
-    /// Whether the operator compares its operands.
-    pub fn is_comparison(self) -> bool {
-        matches!(
-            self,
-            BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq
-        )
-    }
-}
+pub use carbonflow_core::scalar::{BinaryOp, EvalError};
 
 /// A checked scalar expression.
 #[derive(Clone, Debug, PartialEq)]
@@ -154,34 +88,14 @@ impl Expr {
         match self {
             Expr::Column(index) => Ok(row[*index].clone()),
             Expr::Literal(datum) => Ok(datum.clone()),
-            Expr::Binary { op, left, right } => match op {
-                // Three-valued logic: FALSE AND NULL is FALSE, TRUE OR NULL is TRUE.
-                BinaryOp::And => {
-                    let l = left.eval(row)?;
-                    if l == Datum::Bool(false) {
-                        return Ok(l);
-                    }
-                    let r = right.eval(row)?;
-                    Ok(match (l, r) {
-                        (_, Datum::Bool(false)) => Datum::Bool(false),
-                        (Datum::Bool(true), Datum::Bool(true)) => Datum::Bool(true),
-                        _ => Datum::Null,
-                    })
+            Expr::Binary { op, left, right } => {
+                let left = left.eval(row)?;
+                // FALSE AND x is FALSE and TRUE OR x is TRUE whatever x is: skip evaluating it.
+                match (op, &left) {
+                    (BinaryOp::And, Datum::Bool(false)) | (BinaryOp::Or, Datum::Bool(true)) => Ok(left),
+                    _ => scalar::binary(*op, left, right.eval(row)?),
                 }
-                BinaryOp::Or => {
-                    let l = left.eval(row)?;
-                    if l == Datum::Bool(true) {
-                        return Ok(l);
-                    }
-                    let r = right.eval(row)?;
-                    Ok(match (l, r) {
-                        (_, Datum::Bool(true)) => Datum::Bool(true),
-                        (Datum::Bool(false), Datum::Bool(false)) => Datum::Bool(false),
-                        _ => Datum::Null,
-                    })
-                }
-                _ => binary(*op, left.eval(row)?, right.eval(row)?),
-            },
+            }
             Expr::Not(expr) => Ok(match expr.eval(row)? {
                 Datum::Bool(v) => Datum::Bool(!v),
                 _ => Datum::Null,
@@ -201,7 +115,7 @@ impl Expr {
                 let mut saw_null = false;
                 for candidate in list {
                     let candidate = candidate.eval(row)?;
-                    match compare(&value, &candidate) {
+                    match scalar::compare(&value, &candidate)? {
                         Some(std::cmp::Ordering::Equal) => return Ok(Datum::Bool(!negated)),
                         None => saw_null = true,
                         _ => {}
@@ -250,64 +164,6 @@ impl Expr {
             Expr::Column(index) => Some(*index),
             _ => None,
         }
-    }
-}
-
-/// Compares two non-null values of compatible types (integers and floats
-/// compare numerically); `None` when either is NULL.
-pub fn compare(left: &Datum, right: &Datum) -> Option<std::cmp::Ordering> {
-    match (left, right) {
-        (Datum::Null, _) | (_, Datum::Null) => None,
-        (Datum::Int(l), Datum::Float(r)) => Some((*l as f64).total_cmp(&r.get())),
-        (Datum::Float(l), Datum::Int(r)) => Some(l.get().total_cmp(&(*r as f64))),
-        _ => Some(left.cmp(right)),
-    }
-}
-
-fn binary(op: BinaryOp, left: Datum, right: Datum) -> Result<Datum, EvalError> {
-    if left.is_null() || right.is_null() {
-        return Ok(Datum::Null);
-    }
-    if op.is_comparison() {
-        let ordering = compare(&left, &right).expect("non-null");
-        use std::cmp::Ordering::*;
-        let result = match op {
-            BinaryOp::Eq => ordering == Equal,
-            BinaryOp::NotEq => ordering != Equal,
-            BinaryOp::Lt => ordering == Less,
-            BinaryOp::LtEq => ordering != Greater,
-            BinaryOp::Gt => ordering == Greater,
-            BinaryOp::GtEq => ordering != Less,
-            _ => unreachable!("comparison"),
-        };
-        return Ok(Datum::Bool(result));
-    }
-    let overflow = || EvalError(format!("integer overflow in {}", op.symbol()));
-    match (op, left, right) {
-        (BinaryOp::Concat, l, r) => Ok(Datum::string(&format!("{l}{r}"))),
-        (BinaryOp::Add, Datum::Int(l), Datum::Int(r)) => l.checked_add(r).map(Datum::Int).ok_or_else(overflow),
-        (BinaryOp::Subtract, Datum::Int(l), Datum::Int(r)) => l.checked_sub(r).map(Datum::Int).ok_or_else(overflow),
-        (BinaryOp::Multiply, Datum::Int(l), Datum::Int(r)) => l.checked_mul(r).map(Datum::Int).ok_or_else(overflow),
-        (BinaryOp::Divide | BinaryOp::Modulo, Datum::Int(_), Datum::Int(0)) => Err(EvalError("integer division by zero".into())),
-        (BinaryOp::Divide, Datum::Int(l), Datum::Int(r)) => l.checked_div(r).map(Datum::Int).ok_or_else(overflow),
-        (BinaryOp::Modulo, Datum::Int(l), Datum::Int(r)) => l.checked_rem(r).map(Datum::Int).ok_or_else(overflow),
-        // Timestamp arithmetic with intervals.
-        (BinaryOp::Add, Datum::Timestamp(t), Datum::Interval(i)) | (BinaryOp::Add, Datum::Interval(i), Datum::Timestamp(t)) => Ok(Datum::Timestamp(t + i)),
-        (BinaryOp::Subtract, Datum::Timestamp(t), Datum::Interval(i)) => Ok(Datum::Timestamp(t - i)),
-        (BinaryOp::Subtract, Datum::Timestamp(l), Datum::Timestamp(r)) => Ok(Datum::Interval(l - r)),
-        (BinaryOp::Add, Datum::Interval(l), Datum::Interval(r)) => Ok(Datum::Interval(l + r)),
-        (BinaryOp::Subtract, Datum::Interval(l), Datum::Interval(r)) => Ok(Datum::Interval(l - r)),
-        (op, l, r) => match (l.as_f64(), r.as_f64()) {
-            (Some(l), Some(r)) => Ok(Datum::float(match op {
-                BinaryOp::Add => l + r,
-                BinaryOp::Subtract => l - r,
-                BinaryOp::Multiply => l * r,
-                BinaryOp::Divide => l / r,
-                BinaryOp::Modulo => l % r,
-                _ => return Err(EvalError(format!("operator {} does not apply here", op.symbol()))),
-            })),
-            _ => Err(EvalError(format!("operator {} does not apply to these values", op.symbol()))),
-        },
     }
 }
 

@@ -13,6 +13,7 @@
 use chrono::{DateTime, Datelike, NaiveDateTime, Offset, TimeZone, Timelike};
 use chrono_tz::Tz;
 
+use carbonflow_core::scalar::compare;
 use carbonflow_core::time::parse_timestamp;
 use carbonflow_core::{DataType, Datum, Millis};
 
@@ -304,7 +305,7 @@ impl Function {
         match self {
             Function::Coalesce => return Ok(args.iter().find(|d| !d.is_null()).cloned().unwrap_or(Datum::Null)),
             Function::NullIf => {
-                return Ok(if super::expr::compare(&args[0], &args[1]) == Some(std::cmp::Ordering::Equal) {
+                return Ok(if compare(&args[0], &args[1])? == Some(std::cmp::Ordering::Equal) {
                     Datum::Null
                 } else {
                     args[0].clone()
@@ -346,11 +347,13 @@ impl Function {
                 (a, b) => Datum::float(a.as_f64().expect("numeric") % b.as_f64().expect("numeric")),
             },
             Function::Greatest | Function::Least => {
-                let pick = args.iter().skip(1).fold(&args[0], |best, next| {
-                    let ordering = super::expr::compare(next, best).expect("non-null");
-                    let better = if self == Function::Greatest { ordering.is_gt() } else { ordering.is_lt() };
-                    if better { next } else { best }
-                });
+                let mut pick = &args[0];
+                for next in &args[1..] {
+                    let ordering = compare(next, pick)?.expect("NULL returned early");
+                    if (self == Function::Greatest && ordering.is_gt()) || (self == Function::Least && ordering.is_lt()) {
+                        pick = next;
+                    }
+                }
                 // Widen an integer winner when the common type is DOUBLE.
                 if args.iter().any(|d| matches!(d, Datum::Float(_))) {
                     Datum::float(pick.as_f64().expect("numeric"))

@@ -39,7 +39,7 @@ use std::fmt;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use carbonflow_core::{Datum, Millis, Row, Str};
+use carbonflow_core::{Datum, Millis, Row, Str, scalar};
 
 use super::pattern::VarId;
 use crate::aggregate::{Accumulator, AggregateSpec};
@@ -92,36 +92,7 @@ pub struct MatchAggregate {
     pub semantics: Semantics,
 }
 
-/// Binary operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BinaryOp {
-    /// `+`
-    Add,
-    /// `-`
-    Subtract,
-    /// `*`
-    Multiply,
-    /// `/`
-    Divide,
-    /// `%`
-    Modulo,
-    /// `=`
-    Eq,
-    /// `<>`
-    NotEq,
-    /// `<`
-    Lt,
-    /// `<=`
-    LtEq,
-    /// `>`
-    Gt,
-    /// `>=`
-    GtEq,
-    /// `AND`, three-valued.
-    And,
-    /// `OR`, three-valued.
-    Or,
-}
+pub use carbonflow_core::scalar::{BinaryOp, EvalError};
 
 /// The signature of a [`ScalarFunction`]: arguments in, a value or a message out.
 pub type ScalarFn = dyn Fn(&[Datum]) -> Result<Datum, String> + Send + Sync;
@@ -304,12 +275,6 @@ impl MatchExpr {
     }
 }
 
-/// A failure evaluating an expression: integer overflow, division by zero,
-/// operands of the wrong type, or an error of a [`ScalarFunction`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct EvalError(pub String);
-
 /// Which rows of the match carry which variable.
 ///
 /// The matcher answers from its per-thread history (only what `DEFINE`
@@ -392,34 +357,15 @@ impl<L: Labels> Scope<'_, L> {
                 Datum::Str(self.names[label.index()].clone())
             }
             MatchExpr::MatchNumber => Datum::Int(i64::try_from(self.match_number).unwrap_or(i64::MAX)),
-            MatchExpr::Binary {
-                op: BinaryOp::And,
-                left,
-                right,
-            } => {
-                let left = truth(self.eval(left)?)?;
-                if left == Some(false) {
-                    return Ok(Datum::Bool(false));
-                }
-                match (left, truth(self.eval(right)?)?) {
-                    (_, Some(false)) => Datum::Bool(false),
-                    (Some(true), Some(true)) => Datum::Bool(true),
-                    _ => Datum::Null,
+            MatchExpr::Binary { op, left, right } => {
+                let left = self.eval(left)?;
+                // FALSE AND x is FALSE and TRUE OR x is TRUE whatever x is: skip evaluating it.
+                match (op, &left) {
+                    (BinaryOp::And, Datum::Bool(false)) | (BinaryOp::Or, Datum::Bool(true)) => left,
+                    _ => scalar::binary(*op, left, self.eval(right)?)?,
                 }
             }
-            MatchExpr::Binary { op: BinaryOp::Or, left, right } => {
-                let left = truth(self.eval(left)?)?;
-                if left == Some(true) {
-                    return Ok(Datum::Bool(true));
-                }
-                match (left, truth(self.eval(right)?)?) {
-                    (_, Some(true)) => Datum::Bool(true),
-                    (Some(false), Some(false)) => Datum::Bool(false),
-                    _ => Datum::Null,
-                }
-            }
-            MatchExpr::Binary { op, left, right } => binary(*op, self.eval(left)?, self.eval(right)?)?,
-            MatchExpr::Not(inner) => match truth(self.eval(inner)?)? {
+            MatchExpr::Not(inner) => match scalar::truth(&self.eval(inner)?)? {
                 Some(value) => Datum::Bool(!value),
                 None => Datum::Null,
             },
@@ -500,70 +446,6 @@ impl<L: Labels> Scope<'_, L> {
         let target = i64::try_from(base).ok()?.checked_add(navigation.physical)?;
         usize::try_from(target).ok().filter(|row| *row < self.rows.len())
     }
-}
-
-/// A boolean operand of `AND`, `OR`, `NOT`: `None` for NULL.
-fn truth(value: Datum) -> Result<Option<bool>, EvalError> {
-    match value {
-        Datum::Null => Ok(None),
-        Datum::Bool(value) => Ok(Some(value)),
-        other => Err(EvalError(format!("expected a boolean, found '{other}'"))),
-    }
-}
-
-/// Compares two non-NULL values; integers and floats compare numerically.
-fn compare(left: &Datum, right: &Datum) -> Result<std::cmp::Ordering, EvalError> {
-    match (left, right) {
-        (Datum::Int(l), Datum::Float(r)) => Ok((*l as f64).total_cmp(&r.get())),
-        (Datum::Float(l), Datum::Int(r)) => Ok(l.get().total_cmp(&(*r as f64))),
-        _ if std::mem::discriminant(left) == std::mem::discriminant(right) => Ok(left.cmp(right)),
-        _ => Err(EvalError(format!("cannot compare '{left}' with '{right}'"))),
-    }
-}
-
-/// Arithmetic and comparisons, with the engine's rules: NULL in, NULL out;
-/// checked BIGINT arithmetic; DOUBLE when either side is one; timestamps and
-/// intervals add and subtract.
-fn binary(op: BinaryOp, left: Datum, right: Datum) -> Result<Datum, EvalError> {
-    use BinaryOp::*;
-    if left.is_null() || right.is_null() {
-        return Ok(Datum::Null);
-    }
-    let overflow = || EvalError(format!("integer overflow in {op:?}"));
-    Ok(match (op, left, right) {
-        (Eq | NotEq | Lt | LtEq | Gt | GtEq, left, right) => {
-            let ordering = compare(&left, &right)?;
-            Datum::Bool(match op {
-                Eq => ordering.is_eq(),
-                NotEq => ordering.is_ne(),
-                Lt => ordering.is_lt(),
-                LtEq => ordering.is_le(),
-                Gt => ordering.is_gt(),
-                _ => ordering.is_ge(),
-            })
-        }
-        (Add, Datum::Int(l), Datum::Int(r)) => Datum::Int(l.checked_add(r).ok_or_else(overflow)?),
-        (Subtract, Datum::Int(l), Datum::Int(r)) => Datum::Int(l.checked_sub(r).ok_or_else(overflow)?),
-        (Multiply, Datum::Int(l), Datum::Int(r)) => Datum::Int(l.checked_mul(r).ok_or_else(overflow)?),
-        (Divide | Modulo, Datum::Int(_), Datum::Int(0)) => return Err(EvalError("integer division by zero".into())),
-        (Divide, Datum::Int(l), Datum::Int(r)) => Datum::Int(l.checked_div(r).ok_or_else(overflow)?),
-        (Modulo, Datum::Int(l), Datum::Int(r)) => Datum::Int(l.checked_rem(r).ok_or_else(overflow)?),
-        (Add, Datum::Timestamp(t), Datum::Interval(i)) | (Add, Datum::Interval(i), Datum::Timestamp(t)) => Datum::Timestamp(t.saturating_add(i)),
-        (Subtract, Datum::Timestamp(t), Datum::Interval(i)) => Datum::Timestamp(t.saturating_sub(i)),
-        (Subtract, Datum::Timestamp(l), Datum::Timestamp(r)) => Datum::Interval(l.saturating_sub(r)),
-        (Add, Datum::Interval(l), Datum::Interval(r)) => Datum::Interval(l.saturating_add(r)),
-        (Subtract, Datum::Interval(l), Datum::Interval(r)) => Datum::Interval(l.saturating_sub(r)),
-        (op, left, right) => match (left.as_f64(), right.as_f64()) {
-            (Some(l), Some(r)) => Datum::float(match op {
-                Add => l + r,
-                Subtract => l - r,
-                Multiply => l * r,
-                Divide => l / r,
-                _ => l % r,
-            }),
-            _ => return Err(EvalError(format!("{op:?} does not apply to '{left}' and '{right}'"))),
-        },
-    })
 }
 
 #[cfg(test)]
