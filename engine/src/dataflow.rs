@@ -27,6 +27,7 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::{InputHandleVec, ProbeHandle, Scope, Stream};
 
 use carbonflow_core::{ConnectorConfig, Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row, Watermark};
+use carbonflow_operators::cep::MatchRecognizer;
 use carbonflow_operators::dataflow::{CoreContext, TimedCore, WatermarkUpdate, route_hash, timed_operator};
 use carbonflow_operators::grouped::{EmitMode, GroupedAggregate, WindowKey};
 use carbonflow_operators::session_aggregate::SessionAggregate;
@@ -223,6 +224,19 @@ impl<'s> Builder<'s, '_> {
                     emit,
                 );
                 self.keyed(keyed, watermark_tables(plan), "SessionWindowAggregate", core)
+            }
+            Node::MatchRecognize {
+                input,
+                partition,
+                time_column,
+                spec,
+            } => {
+                let input = self.plan(input);
+                let partition = partition.clone();
+                let keyed = input.map(move |row| (row.project(&partition), row));
+                let recognizer = MatchRecognizer::new(spec.clone()).expect("checked by the binder");
+                let core = carbonflow_operators::cep::dataflow::MatchRecognize::new("MatchRecognize", recognizer, *time_column);
+                self.keyed(keyed, watermark_tables(plan), "MatchRecognize", core)
             }
             Node::Join {
                 left,

@@ -15,6 +15,7 @@ use std::fmt;
 
 use carbonflow_core::{ConnectorConfig, Millis, Schema};
 use carbonflow_operators::aggregate::AggregateSpec;
+use carbonflow_operators::cep::MatchSpec;
 use carbonflow_operators::windows::WindowSpec;
 
 pub use bind::bind_program;
@@ -204,6 +205,18 @@ pub enum Node {
         /// When results are emitted.
         emit: Emit,
     },
+    /// `MATCH_RECOGNIZE`, one row per match: output is the partition
+    /// columns, then the measures.
+    MatchRecognize {
+        /// The input.
+        input: Box<Plan>,
+        /// The `PARTITION BY` columns.
+        partition: Vec<usize>,
+        /// The event-time column the rows are ordered by.
+        time_column: usize,
+        /// The pattern, conditions, measures, skip mode and `WITHIN`.
+        spec: MatchSpec,
+    },
     /// An inner equi-join: output is the left row followed by the right row.
     Join {
         /// The left input.
@@ -226,7 +239,8 @@ impl Plan {
             | Node::Project { input, .. }
             | Node::WindowAssign { input, .. }
             | Node::Aggregate { input, .. }
-            | Node::SessionAggregate { input, .. } => {
+            | Node::SessionAggregate { input, .. }
+            | Node::MatchRecognize { input, .. } => {
                 vec![input]
             }
             Node::Join { left, right, .. } => vec![left, right],
@@ -238,6 +252,7 @@ impl Plan {
         match &self.node {
             Node::TableScan { .. } => "TableScan",
             Node::ViewScan { .. } => "ViewScan",
+            Node::MatchRecognize { .. } => "MatchRecognize",
             Node::Filter { .. } => "Filter",
             Node::Project { .. } => "Project",
             Node::WindowAssign {
@@ -283,6 +298,17 @@ impl Plan {
                 )
             }
             Node::Join { left_keys, right_keys, .. } => format!("left{left_keys:?} = right{right_keys:?}"),
+            Node::MatchRecognize {
+                partition, time_column, spec, ..
+            } => {
+                let within = spec.within.map_or(String::new(), |w| format!(" within={}", duration(w.duration)));
+                format!(
+                    "partition={partition:?} order=${time_column} pattern=({}){within} skip={:?} measures={}",
+                    spec.pattern.display(&spec.variables),
+                    spec.skip,
+                    spec.measures.len()
+                )
+            }
         };
         out.push_str(&format!("{indent}{} {detail}\n{indent}  -> {}", self.operator_name(), self.schema));
         if let Some(rowtime) = self.rowtime {

@@ -15,7 +15,7 @@ pub mod error;
 use sqlparser::ast::{self, DataType as SqlType, Expr, Ident, Query, Spanned};
 use sqlparser::keywords::Keyword;
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Span, Token};
+use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer};
 
 pub use error::{SqlError, SqlResult};
 
@@ -120,9 +120,64 @@ pub struct TableOption {
     pub span: Span,
 }
 
+/// A parsed query file.
+#[derive(Clone, Debug)]
+pub struct ParsedFile {
+    /// The statements, in order.
+    pub statements: Vec<Statement>,
+    /// Every `WITHIN INTERVAL ...` of a `MATCH_RECOGNIZE` (sqlparser does not
+    /// parse it; it is taken out of the token stream and matched to its
+    /// clause by position when binding).
+    pub withins: Vec<WithinClause>,
+}
+
+/// `WITHIN INTERVAL 'n' UNIT` after a `MATCH_RECOGNIZE` pattern.
+#[derive(Clone, Debug)]
+pub struct WithinClause {
+    /// Where it is written.
+    pub span: Span,
+    /// The interval expression, parsed on its own.
+    pub interval: Expr,
+}
+
 /// Parses a whole query file.
-pub fn parse_file(text: &str) -> SqlResult<Vec<Statement>> {
+pub fn parse_file(text: &str) -> SqlResult<ParsedFile> {
     parse_statements(text).map_err(|error| point_at_end_if_unplaced(error, text))
+}
+
+/// Takes `WITHIN INTERVAL 'n' UNIT` out of the tokens, keeping the rest (and
+/// every position) as it was.
+fn take_within_clauses(tokens: Vec<TokenWithSpan>) -> SqlResult<(Vec<TokenWithSpan>, Vec<WithinClause>)> {
+    let dialect = FlinkDialect;
+    let mut kept = Vec::with_capacity(tokens.len());
+    let mut withins = Vec::new();
+    let mut iter = tokens.into_iter().peekable();
+    while let Some(token) = iter.next() {
+        let is_within = matches!(&token.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("WITHIN"));
+        if !is_within {
+            kept.push(token);
+            continue;
+        }
+        // The interval: INTERVAL, its literal and its unit (whitespace kept out).
+        let mut interval = Vec::new();
+        while interval.len() < 3 {
+            match iter.next() {
+                Some(next) if matches!(next.token, Token::Whitespace(_)) => {}
+                Some(next) => interval.push(next),
+                None => break,
+            }
+        }
+        let end = interval.last().map_or(token.span, |t| t.span);
+        let mut parser = Parser::new(&dialect).with_tokens_with_locations(interval);
+        let expression = parser
+            .parse_expr()
+            .map_err(|_| SqlError::new("expected WITHIN INTERVAL 'n' UNIT", token.span.union(&end)))?;
+        withins.push(WithinClause {
+            span: token.span.union(&end),
+            interval: expression,
+        });
+    }
+    Ok((kept, withins))
 }
 
 /// sqlparser reports "found: EOF" with no position; point at the end of the file.
@@ -137,9 +192,13 @@ fn point_at_end_if_unplaced(mut error: SqlError, text: &str) -> SqlError {
     error
 }
 
-fn parse_statements(text: &str) -> SqlResult<Vec<Statement>> {
+fn parse_statements(text: &str) -> SqlResult<ParsedFile> {
     let dialect = FlinkDialect;
-    let mut parser = Parser::new(&dialect).try_with_sql(text).map_err(SqlError::from_parser)?;
+    let tokens = Tokenizer::new(&dialect, text)
+        .tokenize_with_location()
+        .map_err(|e| SqlError::from_parser(e.into()))?;
+    let (tokens, withins) = take_within_clauses(tokens)?;
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut statements = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
@@ -155,7 +214,7 @@ fn parse_statements(text: &str) -> SqlResult<Vec<Statement>> {
     if statements.is_empty() {
         return Err(SqlError::general("the file holds no statement"));
     }
-    Ok(statements)
+    Ok(ParsedFile { statements, withins })
 }
 
 fn parse_statement(parser: &mut Parser) -> SqlResult<Statement> {
@@ -364,7 +423,7 @@ mod tests {
 
     #[test]
     fn parses_flink_ddl_windows_and_emit() {
-        let statements = parse_file(FLINK_DDL).unwrap();
+        let statements = parse_file(FLINK_DDL).unwrap().statements;
         assert_eq!(statements.len(), 3);
         let Statement::CreateTable(table) = &statements[0] else {
             panic!("expected CREATE TABLE")

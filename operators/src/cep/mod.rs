@@ -160,6 +160,7 @@
 //! possible start minus `lookback`, the start being bounded by the watermark
 //! minus `WITHIN`. Dropping fewer keeps `PREV` exact.
 
+pub mod dataflow;
 pub mod expr;
 mod matcher;
 pub mod pattern;

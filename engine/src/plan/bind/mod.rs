@@ -19,17 +19,21 @@ use carbonflow_operators::windows::WindowSpec;
 
 use super::expr::{BinaryOp, Expr, unit_millis};
 use super::functions::Function;
+mod match_recognize;
+
 use super::{AggregateCall, Node, Output, OutputTarget, Plan, Program, Table, TableRole, View, WatermarkSpec, WindowColumns};
 use crate::sql::dialect::TABLE_ARGUMENT;
-use crate::sql::{CreateTable, Emit, SqlError, SqlResult, Statement};
+use crate::sql::{CreateTable, Emit, ParsedFile, SqlError, SqlResult, Statement, WithinClause};
 
 /// The Flink setting for allowed lateness of windows.
 const ALLOWED_LATENESS: &str = "table.exec.emit.allowed-lateness";
 
 /// Binds a parsed file. `check_connector` validates each table's connector
 /// options (the sources and sinks crates own those rules).
-pub fn bind_program(statements: &[Statement], check_connector: &dyn Fn(&ConnectorConfig, TableRole) -> Result<(), OptionError>) -> SqlResult<Program> {
+pub fn bind_program(file: &ParsedFile, check_connector: &dyn Fn(&ConnectorConfig, TableRole) -> Result<(), OptionError>) -> SqlResult<Program> {
+    let statements = &file.statements;
     let mut binder = Binder {
+        withins: file.withins.clone(),
         program: Program {
             tables: vec![],
             views: vec![],
@@ -92,6 +96,8 @@ impl TableSpans {
 }
 
 struct Binder {
+    /// The file's `WITHIN` clauses, claimed by their MATCH_RECOGNIZE.
+    withins: Vec<WithinClause>,
     program: Program,
     table_spans: Vec<TableSpans>,
 }
@@ -759,9 +765,14 @@ impl Binder {
                 let scope = Scope::of(&plan.schema, qualifier.as_deref());
                 Ok((plan, scope, session))
             }
+            TableFactor::MatchRecognize { alias, .. } => {
+                let plan = self.match_recognize(factor)?;
+                let scope = Scope::of(&plan.schema, alias.as_ref().map(|a| a.name.value.as_str()));
+                Ok((plan, scope, None))
+            }
             other => Err(SqlError::at(
                 other,
-                "unsupported FROM item: use a table, a view, a subquery or TABLE(TUMBLE|HOP|CUMULATE|SESSION(...))",
+                "unsupported FROM item: use a table, a view, a subquery, TABLE(TUMBLE|HOP|CUMULATE|SESSION(...)) or MATCH_RECOGNIZE",
             )),
         }
     }
@@ -1299,6 +1310,20 @@ fn expect_bool(_expr: &Expr, data_type: DataType, ast: &Ast) -> SqlResult<()> {
 }
 
 fn binary(op: &BinaryOperator, left: Expr, lt: DataType, right: Expr, rt: DataType, ast: &Ast) -> SqlResult<(Expr, DataType)> {
+    let (op, result) = binary_type(op, lt, rt, ast)?;
+    Ok((
+        Expr::Binary {
+            op,
+            left: Box::new(left),
+            right: Box::new(right),
+        },
+        result,
+    ))
+}
+
+/// The operator of a SQL binary expression and its result type, or why the
+/// operand types do not fit.
+fn binary_type(op: &BinaryOperator, lt: DataType, rt: DataType, ast: &Ast) -> SqlResult<(BinaryOp, DataType)> {
     use DataType::*;
     let op = match op {
         BinaryOperator::Plus => BinaryOp::Add,
@@ -1351,14 +1376,7 @@ fn binary(op: &BinaryOperator, left: Expr, lt: DataType, right: Expr, rt: DataTy
             lt.unify(rt).ok_or_else(mismatch)?
         }
     };
-    Ok((
-        Expr::Binary {
-            op,
-            left: Box::new(left),
-            right: Box::new(right),
-        },
-        result,
-    ))
+    Ok((op, result))
 }
 
 fn literal(value: &Value, span: Span) -> SqlResult<(Expr, DataType)> {
