@@ -156,6 +156,31 @@ proptest! {
 }
 
 #[test]
+fn distinct_aggregates_count_distinct_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ticks.csv");
+    // One run of rising prices in which 2 appears twice: 4 rows, 3 distinct prices.
+    std::fs::write(
+        &input,
+        "N,2024-01-01 00:00:00,1\nN,2024-01-01 00:00:01,2\nN,2024-01-01 00:00:02,2\nN,2024-01-01 00:00:03,3\nN,2024-01-01 00:00:04,0\n",
+    )
+    .unwrap();
+    let output = dir.path().join("out.csv");
+    let sql = format!(
+        "CREATE TABLE t (node STRING, ts TIMESTAMP(3), price DOUBLE, WATERMARK FOR ts AS ts)
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         CREATE TABLE out (node STRING, n BIGINT, distinct_prices BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         INSERT INTO out SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts
+           MEASURES COUNT(A.price) AS n, COUNT(DISTINCT A.price) AS distinct_prices
+           PATTERN (A+) DEFINE A AS A.price >= 1) AS m;",
+        input.display(),
+        output.display()
+    );
+    run(Arc::new(check_text(&sql).unwrap()), RunOptions::default()).unwrap();
+    assert_eq!(std::fs::read_to_string(&output).unwrap().trim(), "N,4,3");
+}
+
+#[test]
 fn match_recognize_errors_point_at_the_clause() {
     let table = "CREATE TABLE t (node STRING, ts TIMESTAMP(3), price DOUBLE, WATERMARK FOR ts AS ts)
         WITH ('connector' = 'filesystem', 'path' = 'x', 'format' = 'csv');\n";

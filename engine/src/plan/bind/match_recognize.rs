@@ -282,6 +282,10 @@ impl MatchContext<'_> {
 
     fn function(&self, function: &ast::Function, ast: &Ast) -> SqlResult<(MatchExpr, DataType)> {
         let name = function.name.to_string().to_ascii_uppercase();
+        if function.over.is_some() || function.filter.is_some() {
+            return Err(SqlError::at(ast, "OVER and FILTER are not supported inside MATCH_RECOGNIZE"));
+        }
+        let distinct = matches!(&function.args, FunctionArguments::List(list) if matches!(list.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)));
         let args: Vec<&Ast> = match &function.args {
             FunctionArguments::None => vec![],
             FunctionArguments::List(list) => list
@@ -348,7 +352,12 @@ impl MatchContext<'_> {
                         _ => return Err(SqlError::at(ast, format!("{name} takes one argument"))),
                     };
                     let result = aggregate.result_type(input_type).map_err(|m| SqlError::at(ast, m))?;
-                    return Ok((MatchExpr::aggregate(AggregateSpec::new(aggregate, input_type), var, column), result));
+                    let spec = AggregateSpec::new(aggregate, input_type);
+                    let spec = if distinct { spec.distinct() } else { spec };
+                    return Ok((MatchExpr::aggregate(spec, var, column), result));
+                }
+                if distinct {
+                    return Err(SqlError::at(ast, "DISTINCT is only for aggregates"));
                 }
                 let scalar = Function::from_name(&name).ok_or_else(|| SqlError::at(&function.name, format!("unknown function {name}")))?;
                 let mut bound = Vec::new();
