@@ -235,7 +235,7 @@ impl<'s> Builder<'s, '_> {
                 let partition = partition.clone();
                 let keyed = input.map(move |row| (row.project(&partition), row));
                 let recognizer = MatchRecognizer::new(spec.clone()).expect("checked by the binder");
-                let core = carbonflow_operators::cep::dataflow::MatchRecognize::new("MatchRecognize", recognizer, *time_column);
+                let core = carbonflow_operators::cep::dataflow::MatchRecognize::new("MatchRecognize", recognizer, *time_column, self.program.allowed_lateness);
                 self.keyed(keyed, watermark_tables(plan), "MatchRecognize", core)
             }
             Node::Join {

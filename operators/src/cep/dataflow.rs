@@ -11,9 +11,16 @@
 //! differential: the matches that no longer hold are retracted and the new
 //! ones inserted, one row per match: the partition key, then the measures.
 //!
-//! Partition state is not yet trimmed behind the watermark (WITHIN bounds how
-//! far back a change can reach, so the prefix before it could be dropped):
-//! recorded as open work on issue 4.
+//! A change more than the allowed lateness behind the watermark is late and
+//! goes to the dead-letter output, as for windows. State is bounded by
+//! `WITHIN`: a match spans at most `WITHIN`, so once a row is more than
+//! `WITHIN` behind the first time a change may still come from, no future
+//! change can reach a match holding it. Such rows are dropped (keeping the
+//! few `PREV` can still reach), together with the matches wholly before them
+//! (their output stands); a match is kept until it is wholly behind, so a
+//! partition holds at most about two `WITHIN` spans of rows. Without
+//! `WITHIN` nothing bounds how far back a change can reach, and partitions
+//! keep their rows.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -27,10 +34,10 @@ pub struct MatchRecognize {
     name: String,
     recognizer: MatchRecognizer,
     time_column: usize,
+    allowed_lateness: Millis,
     partitions: HashMap<Row, Partition>,
 }
 
-#[derive(Default)]
 struct Partition {
     /// Rows the watermark has not passed yet, by event time.
     pending: BTreeMap<(Millis, Row), Diff>,
@@ -40,17 +47,65 @@ struct Partition {
     matches: Vec<Match>,
     /// The first index of `rows` changed since the matches were computed.
     changed_from: Option<usize>,
+    /// The match number of `matches[0]` (earlier matches were trimmed).
+    first_number: u64,
+}
+
+impl Partition {
+    /// Drops the rows before `cut` and the matches wholly before them.
+    fn trim(&mut self, cut: usize) {
+        // A kept match must keep its rows' indices, and one whose skip target
+        // lies past the cut still constrains where the next match may start.
+        let cut = self
+            .matches
+            .iter()
+            .find(|m| m.next_start > cut || m.end > cut)
+            .map_or(cut, |m| m.start.min(cut));
+        if cut == 0 {
+            return;
+        }
+        let dropped = self.matches.iter().take_while(|m| m.end <= cut && m.next_start <= cut).count();
+        self.matches.drain(..dropped);
+        self.first_number += dropped as u64;
+        self.rows.drain(..cut);
+        for found in &mut self.matches {
+            found.start -= cut;
+            found.end -= cut;
+            found.next_start -= cut;
+        }
+    }
 }
 
 impl MatchRecognize {
-    /// A core matching with `recognizer` over rows whose event time is at `time_column`.
-    pub fn new(name: impl Into<String>, recognizer: MatchRecognizer, time_column: usize) -> Self {
+    /// A core matching with `recognizer` over rows whose event time is at
+    /// `time_column`, accepting changes up to `allowed_lateness` behind the watermark.
+    pub fn new(name: impl Into<String>, recognizer: MatchRecognizer, time_column: usize, allowed_lateness: Millis) -> Self {
         MatchRecognize {
             name: name.into(),
             recognizer,
             time_column,
+            allowed_lateness,
             partitions: HashMap::new(),
         }
+    }
+
+    /// Rows held over all partitions (bounded by `WITHIN` and the watermark).
+    pub fn held_rows(&self) -> usize {
+        self.partitions.values().map(|p| p.rows.len() + p.pending.len()).sum()
+    }
+
+    /// Event time before which a change is late: more than the allowed
+    /// lateness behind the watermark.
+    fn late_before(&self, watermark: Millis) -> Option<Millis> {
+        (watermark != Millis::MIN).then(|| watermark.saturating_sub(self.allowed_lateness))
+    }
+
+    /// Event time before which rows can no longer be part of a changing
+    /// match: a match spans at most `WITHIN`, and no change comes from before
+    /// [`Self::late_before`].
+    fn horizon(&self, watermark: Millis) -> Option<Millis> {
+        let within = self.recognizer.within?;
+        self.late_before(watermark).map(|late| late.saturating_sub(within.duration))
     }
 
     fn time(&self, row: &Row) -> Option<Millis> {
@@ -78,8 +133,24 @@ impl TimedCore for MatchRecognize {
             });
             return;
         };
+        if self.late_before(context.watermark).is_some_and(|late| ts < late) {
+            context.dead_letters.push(DeadLetter {
+                origin: self.name.clone(),
+                reason: DeadLetterReason::Late,
+                detail: "the row is further behind the watermark than the allowed lateness".into(),
+                position: "event time".into(),
+                record: row.to_string(),
+            });
+            return;
+        }
         let time_column = self.time_column;
-        let state = self.partitions.entry(partition).or_default();
+        let state = self.partitions.entry(partition).or_insert_with(|| Partition {
+            pending: BTreeMap::new(),
+            rows: Vec::new(),
+            matches: Vec::new(),
+            changed_from: None,
+            first_number: 1,
+        });
         let released = context.watermark != Millis::MIN && ts <= context.watermark;
         if !released {
             let count = state.pending.entry((ts, row)).or_default();
@@ -104,6 +175,8 @@ impl TimedCore for MatchRecognize {
 
     fn on_epoch_end(&mut self, _epoch: Epoch, context: &mut CoreContext) {
         let watermark = context.watermark;
+        let horizon = self.horizon(watermark);
+        let (recognizer, time_column) = (&self.recognizer, self.time_column);
         for (partition, state) in &mut self.partitions {
             // Release what the watermark passed: all of it is later than every released row.
             if watermark != Millis::MIN && state.pending.first_key_value().is_some_and(|((ts, _), _)| *ts <= watermark) {
@@ -117,26 +190,105 @@ impl TimedCore for MatchRecognize {
                     state.changed_from = Some(state.changed_from.map_or(from, |c| c.min(from)));
                 }
             }
-            let Some(changed) = state.changed_from.take() else { continue };
-            let earliest = self.recognizer.earliest_affected_start(&state.rows, changed);
-            let resumed = resume(&state.matches, earliest, 1);
-            let scan = self.recognizer.find_matches(&state.rows, resumed.start, resumed.match_number);
-            for old in state.matches.drain(resumed.kept..) {
-                context.output.push((Self::output(partition, &old), -1));
+            if let Some(changed) = state.changed_from.take() {
+                let earliest = recognizer.earliest_affected_start(&state.rows, changed);
+                let resumed = resume(&state.matches, earliest, state.first_number);
+                let scan = recognizer.find_matches(&state.rows, resumed.start, resumed.match_number);
+                for old in state.matches.drain(resumed.kept..) {
+                    context.output.push((Self::output(partition, &old), -1));
+                }
+                for found in &scan.matches {
+                    context.output.push((Self::output(partition, found), 1));
+                }
+                state.matches.extend(scan.matches);
+                for failure in scan.failures {
+                    context.dead_letters.push(DeadLetter {
+                        origin: self.name.clone(),
+                        reason: DeadLetterReason::Eval,
+                        detail: failure.message.to_string(),
+                        position: "MATCH_RECOGNIZE".into(),
+                        record: state.rows.get(failure.row).map_or_else(String::new, ToString::to_string),
+                    });
+                }
             }
-            for found in &scan.matches {
-                context.output.push((Self::output(partition, found), 1));
-            }
-            state.matches.extend(scan.matches);
-            for failure in scan.failures {
-                context.dead_letters.push(DeadLetter {
-                    origin: self.name.clone(),
-                    reason: DeadLetterReason::Eval,
-                    detail: failure.message.to_string(),
-                    position: "MATCH_RECOGNIZE".into(),
-                    record: state.rows.get(failure.row).map_or_else(String::new, ToString::to_string),
-                });
+            if let Some(horizon) = horizon {
+                let behind = state.rows.partition_point(|r| r.get(time_column).as_timestamp().is_some_and(|ts| ts < horizon));
+                state.trim(behind.saturating_sub(recognizer.lookback()));
             }
         }
+        self.partitions
+            .retain(|_, state| !state.rows.is_empty() || !state.pending.is_empty() || !state.matches.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cep::{BinaryOp, MatchExpr, MatchSpec, Within};
+    use carbonflow_core::Datum;
+
+    const MINUTE: Millis = 60_000;
+
+    /// `A B+ C` with `C.price > 1.5 * A.price` within 10 minutes, over `(price, ts)`.
+    fn core() -> MatchRecognize {
+        let mut spec = MatchSpec::parse("A B+ C").unwrap();
+        let (a, c) = (spec.var("A"), spec.var("C"));
+        let threshold = MatchExpr::binary(BinaryOp::Multiply, MatchExpr::literal(Datum::float(1.5)), MatchExpr::column(a, 0));
+        spec.define
+            .push((c.unwrap(), MatchExpr::binary(BinaryOp::Gt, MatchExpr::column(c, 0), threshold)));
+        spec.measures = vec![MatchExpr::column(a, 1).into_final()];
+        spec.within = Some(Within {
+            duration: 10 * MINUTE,
+            time_column: 1,
+        });
+        MatchRecognize::new("test", MatchRecognizer::new(spec).unwrap(), 1, 0)
+    }
+
+    fn tick(minute: i64, price: f64) -> (Row, Row) {
+        (
+            Row::new(vec![Datum::string("N")]),
+            Row::new(vec![Datum::float(price), Datum::Timestamp(minute * MINUTE)]),
+        )
+    }
+
+    #[test]
+    fn state_stays_within_the_within_horizon() {
+        let mut core = core();
+        let (mut output, mut dead) = (Vec::new(), Vec::new());
+        let mut most = 0;
+        for minute in 0..2_000 {
+            let watermark = if minute == 0 { Millis::MIN } else { (minute - 1) * MINUTE };
+            let mut context = CoreContext {
+                watermark,
+                output: &mut output,
+                dead_letters: &mut dead,
+            };
+            // A spike every 100 minutes, so matches keep coming.
+            core.on_update(tick(minute, if minute % 100 == 50 { 100.0 } else { 40.0 }), 1, &mut context);
+            core.on_epoch_end(minute as u64, &mut context);
+            most = most.max(core.held_rows());
+        }
+        assert!(dead.is_empty());
+        let matches = output.iter().filter(|(_, diff)| *diff > 0).count() - output.iter().filter(|(_, diff)| *diff < 0).count();
+        assert_eq!(matches, 20, "one spike match per 100 minutes");
+        // A match is kept (with its rows) until the watermark passes its end,
+        // so a partition holds at most about two WITHIN spans: 2 x 11 ticks here.
+        assert!(most <= 23, "held {most} rows");
+        assert!(most >= 11, "held {most} rows: less than one WITHIN span cannot be right");
+    }
+
+    #[test]
+    fn a_change_behind_the_allowed_lateness_is_dead_lettered() {
+        let mut core = core();
+        let (mut output, mut dead) = (Vec::new(), Vec::new());
+        let mut context = CoreContext {
+            watermark: 30 * MINUTE,
+            output: &mut output,
+            dead_letters: &mut dead,
+        };
+        core.on_update(tick(29, 40.0), 1, &mut context);
+        core.on_update(tick(30, 40.0), 1, &mut context);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].reason, DeadLetterReason::Late);
     }
 }
