@@ -12,7 +12,7 @@ use carbonflow::cli::check_text;
 use carbonflow::runtime::{RunOptions, run};
 use carbonflow_core::time::format_timestamp;
 use carbonflow_core::{Datum, Row};
-use carbonflow_operators::cep::{AfterMatchSkip, BinaryOp, MatchExpr, MatchRecognizer, MatchSpec, Within};
+use carbonflow_operators::cep::{AfterMatchSkip, BinaryOp, MatchExpr, MatchRecognizer, MatchSpec, RowsPerMatch, Within};
 use carbonflow_sinks::text::csv_field;
 use proptest::prelude::*;
 
@@ -45,13 +45,13 @@ fn ticks() -> impl Strategy<Value = Vec<Tick>> {
 
 const QUERY: &str = "
     MEASURES A.ts AS a_ts, C.ts AS c_ts, A.price AS base, C.price AS peak, COUNT(B.price) AS steps, MATCH_NUMBER() AS n
-    ONE ROW PER MATCH
+    {ROWS}
     AFTER MATCH SKIP PAST LAST ROW
     PATTERN (A B+ C) WITHIN INTERVAL '30' SECOND
     DEFINE C AS C.price > 1.5 * A.price";
 
 /// The spec `QUERY` binds to, over rows `(node, ts, price)`.
-fn recognizer() -> MatchRecognizer {
+fn recognizer(all_rows: bool) -> MatchRecognizer {
     let mut spec = MatchSpec::parse("A B+ C").unwrap();
     let (a, b, c) = (spec.var("A"), spec.var("B"), spec.var("C"));
     let threshold = MatchExpr::binary(BinaryOp::Multiply, MatchExpr::literal(Datum::float(1.5)), MatchExpr::column(a, PRICE));
@@ -71,8 +71,9 @@ fn recognizer() -> MatchRecognizer {
         MatchExpr::MatchNumber,
     ]
     .into_iter()
-    .map(MatchExpr::into_final)
+    .map(|m| if all_rows { m } else { m.into_final() })
     .collect();
+    spec.rows_per_match = if all_rows { RowsPerMatch::All } else { RowsPerMatch::One };
     spec.skip = AfterMatchSkip::PastLastRow;
     spec.within = Some(Within {
         duration: 30_000,
@@ -81,12 +82,12 @@ fn recognizer() -> MatchRecognizer {
     MatchRecognizer::new(spec).unwrap()
 }
 
-fn model(ticks: &[Tick]) -> Vec<String> {
+fn model(ticks: &[Tick], all_rows: bool) -> Vec<String> {
     let mut latest: BTreeMap<(u8, i64), i64> = BTreeMap::new();
     for tick in ticks {
         latest.insert((tick.node, tick.second), tick.price);
     }
-    let recognizer = recognizer();
+    let recognizer = recognizer(all_rows);
     let mut lines = Vec::new();
     for node in 0..2u8 {
         let rows: Vec<Row> = latest
@@ -101,17 +102,23 @@ fn model(ticks: &[Tick]) -> Vec<String> {
             })
             .collect();
         for found in recognizer.find_matches(&rows, 0, 1).matches {
-            let fields: Vec<String> = std::iter::once(format!("N{node}"))
-                .chain(found.measures[0].iter().map(|d| csv_field(d).into_owned()))
-                .collect();
-            lines.push(fields.join(","));
+            // ONE ROW: the node, then the measures; ALL ROWS: each matched row, then its running measures.
+            let heads: Vec<Vec<Datum>> = if all_rows {
+                rows[found.start..found.end].iter().map(|r| r.to_vec()).collect()
+            } else {
+                vec![vec![Datum::string(&format!("N{node}"))]]
+            };
+            for (head, measures) in heads.iter().zip(&found.measures) {
+                let fields: Vec<String> = head.iter().chain(measures.iter()).map(|d| csv_field(d).into_owned()).collect();
+                lines.push(fields.join(","));
+            }
         }
     }
     lines.sort();
     lines
 }
 
-fn engine(ticks: &[Tick], workers: usize, batch_size: usize) -> Vec<String> {
+fn engine(ticks: &[Tick], workers: usize, batch_size: usize, all_rows: bool) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("ticks.csv"), dir.path().join("spikes.csv"));
     let csv: String = ticks
@@ -124,11 +131,17 @@ fn engine(ticks: &[Tick], workers: usize, batch_size: usize) -> Vec<String> {
             PRIMARY KEY (node, ts) NOT ENFORCED,
             WATERMARK FOR ts AS ts - INTERVAL '60' SECOND)
          WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
-         CREATE TABLE spikes (node STRING, a_ts TIMESTAMP(3), c_ts TIMESTAMP(3), base DOUBLE, peak DOUBLE, steps BIGINT, n BIGINT)
+         CREATE TABLE spikes ({columns}a_ts TIMESTAMP(3), c_ts TIMESTAMP(3), base DOUBLE, peak DOUBLE, steps BIGINT, n BIGINT)
          WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
-         INSERT INTO spikes SELECT * FROM ticks MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts {QUERY}) AS m;",
+         INSERT INTO spikes SELECT * FROM ticks MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts {query}) AS m;",
         input.display(),
-        output.display()
+        output.display(),
+        columns = if all_rows {
+            "node STRING, ts TIMESTAMP(3), price DOUBLE, "
+        } else {
+            "node STRING, "
+        },
+        query = QUERY.replace("{ROWS}", if all_rows { "ALL ROWS PER MATCH" } else { "ONE ROW PER MATCH" }),
     );
     let program = check_text(&sql).unwrap_or_else(|e| panic!("{}", e.render("test.sql", &sql)));
     let summary = run(
@@ -150,8 +163,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
-    fn oracle_match_recognize_with_revisions(ticks in ticks(), workers in prop::sample::select(vec![1usize, 2]), batch_size in 1usize..6) {
-        prop_assert_eq!(engine(&ticks, workers, batch_size), model(&ticks));
+    fn oracle_match_recognize_with_revisions(
+        ticks in ticks(),
+        workers in prop::sample::select(vec![1usize, 2]),
+        batch_size in 1usize..6,
+        all_rows in any::<bool>(),
+    ) {
+        prop_assert_eq!(engine(&ticks, workers, batch_size, all_rows), model(&ticks, all_rows));
     }
 }
 
@@ -181,6 +199,42 @@ fn distinct_aggregates_count_distinct_values() {
 }
 
 #[test]
+fn all_rows_per_match_gives_every_row_with_running_measures() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ticks.csv");
+    std::fs::write(
+        &input,
+        "N,2024-01-01 00:00:00,10\nN,2024-01-01 00:00:01,11\nN,2024-01-01 00:00:02,20\nN,2024-01-01 00:00:03,5\n",
+    )
+    .unwrap();
+    let output = dir.path().join("out.csv");
+    let sql = format!(
+        "CREATE TABLE t (node STRING, ts TIMESTAMP(3), price DOUBLE, WATERMARK FOR ts AS ts)
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         CREATE TABLE out (node STRING, ts TIMESTAMP(3), price DOUBLE, var STRING, running_max DOUBLE, n BIGINT)
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         INSERT INTO out SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts
+           MEASURES CLASSIFIER() AS var, MAX(price) AS running_max, MATCH_NUMBER() AS n
+           ALL ROWS PER MATCH
+           PATTERN (A B+ C) DEFINE B AS B.price > PREV(B.price), C AS C.price < PREV(C.price)) AS m;",
+        input.display(),
+        output.display()
+    );
+    run(Arc::new(check_text(&sql).unwrap()), RunOptions::default()).unwrap();
+    let mut lines: Vec<String> = std::fs::read_to_string(&output).unwrap().lines().map(str::to_owned).collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "N,2024-01-01 00:00:00.000,10.0,A,10.0,1",
+            "N,2024-01-01 00:00:01.000,11.0,B,11.0,1",
+            "N,2024-01-01 00:00:02.000,20.0,B,20.0,1",
+            "N,2024-01-01 00:00:03.000,5.0,C,20.0,1",
+        ]
+    );
+}
+
+#[test]
 fn match_recognize_errors_point_at_the_clause() {
     let table = "CREATE TABLE t (node STRING, ts TIMESTAMP(3), price DOUBLE, WATERMARK FOR ts AS ts)
         WITH ('connector' = 'filesystem', 'path' = 'x', 'format' = 'csv');\n";
@@ -192,10 +246,6 @@ fn match_recognize_errors_point_at_the_clause() {
         (
             "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY price MEASURES A.price AS p PATTERN (A) DEFINE A AS A.price > 1) AS m",
             "ORDER BY must be the event-time column",
-        ),
-        (
-            "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts MEASURES A.price AS p ALL ROWS PER MATCH PATTERN (A) DEFINE A AS A.price > 1) AS m",
-            "ALL ROWS PER MATCH is not supported yet",
         ),
         (
             "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts MEASURES A.price AS p PATTERN (A) DEFINE A AS A.price + 1) AS m",

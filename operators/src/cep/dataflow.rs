@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use carbonflow_core::{DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
 
-use super::{Match, MatchRecognizer, resume};
+use super::{Match, MatchRecognizer, RowsPerMatch, resume};
 use crate::dataflow::{CoreContext, TimedCore};
 
 /// The `MatchRecognize` operator core. Input: `(partition key, row)`.
@@ -45,6 +45,8 @@ struct Partition {
     rows: Vec<Row>,
     /// The matches over `rows`, in order.
     matches: Vec<Match>,
+    /// The output rows emitted for each match (parallel to `matches`), retracted as they were.
+    emitted: Vec<Vec<Row>>,
     /// The first index of `rows` changed since the matches were computed.
     changed_from: Option<usize>,
     /// The match number of `matches[0]` (earlier matches were trimmed).
@@ -66,6 +68,7 @@ impl Partition {
         }
         let dropped = self.matches.iter().take_while(|m| m.end <= cut && m.next_start <= cut).count();
         self.matches.drain(..dropped);
+        self.emitted.drain(..dropped);
         self.first_number += dropped as u64;
         self.rows.drain(..cut);
         for found in &mut self.matches {
@@ -112,10 +115,21 @@ impl MatchRecognize {
         row.get(self.time_column).as_timestamp()
     }
 
-    /// The output row of a match: the partition key, then its measures.
-    fn output(partition: &Row, found: &Match) -> Row {
-        let measures = found.measures.first().map_or(&[][..], |row| row.datums());
-        partition.iter().chain(measures).cloned().collect()
+    /// The output rows of a match. `ONE ROW PER MATCH`: the partition key,
+    /// then the measures. `ALL ROWS PER MATCH`: each matched row, then its
+    /// (running) measures.
+    fn outputs(recognizer: &MatchRecognizer, partition: &Row, rows: &[Row], found: &Match) -> Vec<Row> {
+        match recognizer.rows_per_match {
+            RowsPerMatch::One => {
+                let measures = found.measures.first().map_or(&[][..], |row| row.datums());
+                vec![partition.iter().chain(measures).cloned().collect()]
+            }
+            RowsPerMatch::All => rows[found.start..found.end]
+                .iter()
+                .zip(&found.measures)
+                .map(|(row, measures)| row.iter().chain(measures.iter()).cloned().collect())
+                .collect(),
+        }
     }
 }
 
@@ -148,6 +162,7 @@ impl TimedCore for MatchRecognize {
             pending: BTreeMap::new(),
             rows: Vec::new(),
             matches: Vec::new(),
+            emitted: Vec::new(),
             changed_from: None,
             first_number: 1,
         });
@@ -194,11 +209,14 @@ impl TimedCore for MatchRecognize {
                 let earliest = recognizer.earliest_affected_start(&state.rows, changed);
                 let resumed = resume(&state.matches, earliest, state.first_number);
                 let scan = recognizer.find_matches(&state.rows, resumed.start, resumed.match_number);
-                for old in state.matches.drain(resumed.kept..) {
-                    context.output.push((Self::output(partition, &old), -1));
+                state.matches.truncate(resumed.kept);
+                for old in state.emitted.drain(resumed.kept..) {
+                    context.output.extend(old.into_iter().map(|row| (row, -1)));
                 }
                 for found in &scan.matches {
-                    context.output.push((Self::output(partition, found), 1));
+                    let rows = Self::outputs(recognizer, partition, &state.rows, found);
+                    context.output.extend(rows.iter().map(|row| (row.clone(), 1)));
+                    state.emitted.push(rows);
                 }
                 state.matches.extend(scan.matches);
                 for failure in scan.failures {

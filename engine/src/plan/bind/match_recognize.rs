@@ -8,8 +8,10 @@
 //! (physical offsets), `FIRST` / `LAST` (logical offsets), `SUM`, `AVG`,
 //! `COUNT`, `MIN`, `MAX` over a variable's rows, `CLASSIFIER()`,
 //! `MATCH_NUMBER()`, arithmetic, comparisons, `AND` / `OR` / `NOT`,
-//! `IS [NOT] NULL` and the scalar functions. `ALL ROWS PER MATCH` and ordering
-//! by further columns are refused with an error (not yet supported).
+//! `IS [NOT] NULL` and the scalar functions, with `ONE ROW PER MATCH`
+//! (partition columns, then FINAL measures) or `ALL ROWS PER MATCH` (every
+//! input column, then RUNNING measures). Ordering by further columns is
+//! refused with an error (not yet supported).
 
 use sqlparser::ast::{
     self, AfterMatchSkip as SqlSkip, Expr as Ast, FunctionArg, FunctionArgExpr, FunctionArguments, MatchRecognizePattern, MatchRecognizeSymbol,
@@ -76,9 +78,7 @@ impl Binder {
                 ));
             }
         }
-        if matches!(rows_per_match, Some(SqlRowsPerMatch::AllRows(_))) {
-            return Err(SqlError::at(factor, "ALL ROWS PER MATCH is not supported yet; use ONE ROW PER MATCH"));
-        }
+        let all_rows = matches!(rows_per_match, Some(SqlRowsPerMatch::AllRows(_)));
 
         let mut variables = Vec::new();
         let pattern = convert_pattern(pattern, &mut variables)?;
@@ -98,17 +98,23 @@ impl Binder {
             .iter()
             .map(|d| Ok((var(&d.symbol)?, context.bool_expr(&d.definition)?)))
             .collect::<SqlResult<_>>()?;
-        let mut fields: Vec<Field> = partition.iter().map(|c| Field::new(scope_name(&scope, *c), scope.columns_type(*c))).collect();
+        // ONE ROW PER MATCH: the partition columns, then the measures (FINAL).
+        // ALL ROWS PER MATCH: every input column, then the measures (RUNNING, Trino's default).
+        let mut fields: Vec<Field> = if all_rows {
+            input.schema.fields.clone()
+        } else {
+            partition.iter().map(|c| Field::new(scope_name(&scope, *c), scope.columns_type(*c))).collect()
+        };
         let mut measure_exprs = Vec::new();
         for measure in measures {
             let (expr, data_type) = context.expr(&measure.expr)?;
-            measure_exprs.push(expr.into_final());
+            measure_exprs.push(if all_rows { expr } else { expr.into_final() });
             fields.push(Field::new(measure.alias.value.clone(), data_type));
         }
         spec.variables = variables.clone();
         spec.pattern = pattern;
         spec.measures = measure_exprs;
-        spec.rows_per_match = RowsPerMatch::One;
+        spec.rows_per_match = if all_rows { RowsPerMatch::All } else { RowsPerMatch::One };
         spec.skip = match after_match_skip {
             None | Some(SqlSkip::PastLastRow) => AfterMatchSkip::PastLastRow,
             Some(SqlSkip::ToNextRow) => AfterMatchSkip::ToNextRow,
