@@ -4,10 +4,11 @@
 //! are reported, not fatal.
 
 use std::path::Path;
-use std::sync::Arc;
+
+mod common;
 
 use carbonflow::cli::check_text;
-use carbonflow::runtime::{RunOptions, run};
+use common::{read_sorted, run_sql};
 
 /// `node,ts,price,volume` as Flink's filesystem CSV source reads it. Rows are
 /// out of order within the 2-second watermark delay, except the 00:00:40 row,
@@ -63,25 +64,6 @@ fn flink_file(dir: &Path, window: &str) -> String {
     )
 }
 
-fn run_file(sql: &str, workers: usize, batch_size: usize) -> carbonflow::runtime::RunSummary {
-    let program = check_text(sql).unwrap_or_else(|e| panic!("{}", e.render("test.sql", sql)));
-    run(
-        Arc::new(program),
-        RunOptions {
-            workers,
-            batch_size,
-            ..RunOptions::default()
-        },
-    )
-    .expect("the run succeeds")
-}
-
-fn read_sorted(path: &Path) -> Vec<String> {
-    let mut lines: Vec<String> = std::fs::read_to_string(path).expect("sink file").lines().map(str::to_owned).collect();
-    lines.sort();
-    lines
-}
-
 #[test]
 fn tumble_matches_flink_with_any_worker_count() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,7 +80,7 @@ fn tumble_matches_flink_with_any_worker_count() {
     ];
     for workers in [1, 2, 4] {
         // Row-at-a-time epochs make the watermark advance between rows, as in Flink.
-        let summary = run_file(&sql, workers, 1);
+        let summary = run_sql(&sql, workers, 1);
         assert_eq!(read_sorted(&dir.path().join("result.csv")), flink, "{workers} workers");
         assert_eq!(summary.rows_read, 10);
         assert_eq!(
@@ -123,7 +105,7 @@ fn hop_matches_flink() {
     )
     .unwrap();
     let sql = flink_file(dir.path(), "HOP(TABLE ticks, DESCRIPTOR(ts), INTERVAL '30' SECONDS, INTERVAL '1' MINUTES)");
-    run_file(&sql, 2, 1);
+    run_sql(&sql, 2, 1);
     assert_eq!(
         read_sorted(&dir.path().join("result.csv")),
         [
@@ -163,7 +145,7 @@ fn a_revision_corrects_every_window_holding_it() {
         dir.path().join("hopping.csv").display(),
     );
     for workers in [1, 2] {
-        run_file(&sql, workers, 1);
+        run_sql(&sql, workers, 1);
         assert_eq!(read_sorted(&dir.path().join("tumbling.csv")), ["A,2024-01-01 00:00:00.000,90.0,40.0"]);
         let changelog = std::fs::read_to_string(dir.path().join("hopping.csv")).unwrap();
         // Both 40-second windows holding 00:00:30 retract the 10.0 version...
@@ -263,7 +245,7 @@ fn session_windows_merge_and_emit_final_publishes_each_session_once() {
     ];
     for workers in [1, 2] {
         let changes = dir.path().join("changes.csv");
-        run_file(&sql("", &changes), workers, 1);
+        run_sql(&sql("", &changes), workers, 1);
         let changelog = std::fs::read_to_string(&changes).unwrap();
         assert!(
             changelog.contains("-D,A,2024-01-01 00:00:10.000,2024-01-01 00:00:50.000,2,3"),
@@ -279,7 +261,7 @@ fn session_windows_merge_and_emit_final_publishes_each_session_once() {
         assert_eq!(survivors, final_rows.iter().map(|r| format!("1:{}", &r[3..])).collect::<Vec<_>>());
 
         let finals = dir.path().join("final.csv");
-        run_file(&sql("EMIT FINAL", &finals), workers, 1);
+        run_sql(&sql("EMIT FINAL", &finals), workers, 1);
         assert_eq!(
             read_sorted(&finals),
             final_rows,

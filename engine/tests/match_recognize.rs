@@ -8,12 +8,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod common;
+
 use carbonflow::cli::check_text;
 use carbonflow::runtime::{RunOptions, run};
 use carbonflow_core::time::format_timestamp;
 use carbonflow_core::{Datum, Row};
 use carbonflow_operators::cep::{AfterMatchSkip, BinaryOp, MatchExpr, MatchRecognizer, MatchSpec, RowsPerMatch, Within};
 use carbonflow_sinks::text::csv_field;
+use common::{read_sorted, run_sql};
 use proptest::prelude::*;
 
 const BASE: i64 = 1_704_067_200_000; // 2024-01-01 00:00:00 UTC
@@ -143,20 +146,9 @@ fn engine(ticks: &[Tick], workers: usize, batch_size: usize, all_rows: bool) -> 
         },
         query = QUERY.replace("{ROWS}", if all_rows { "ALL ROWS PER MATCH" } else { "ONE ROW PER MATCH" }),
     );
-    let program = check_text(&sql).unwrap_or_else(|e| panic!("{}", e.render("test.sql", &sql)));
-    let summary = run(
-        Arc::new(program),
-        RunOptions {
-            workers,
-            batch_size,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
+    let summary = run_sql(&sql, workers, batch_size);
     assert_eq!(summary.dead_letter_total(), 0);
-    let mut lines: Vec<String> = std::fs::read_to_string(&output).unwrap().lines().map(str::to_owned).collect();
-    lines.sort();
-    lines
+    read_sorted(&output)
 }
 
 proptest! {

@@ -5,11 +5,11 @@
 //! tumbling window from scratch; the engine's consolidated output must equal it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use carbonflow::cli::check_text;
-use carbonflow::runtime::{RunOptions, run};
+mod common;
+
 use carbonflow_core::time::format_timestamp;
+use common::{read_sorted, run_sql};
 use proptest::prelude::*;
 
 const BASE: i64 = 1_704_067_200_000; // 2024-01-01 00:00:00 UTC
@@ -86,20 +86,9 @@ fn engine(ticks: &[Tick], workers: usize, batch_size: usize, emit: &str) -> Vec<
         input.display(),
         output.display()
     );
-    let program = check_text(&sql).unwrap();
-    let summary = run(
-        Arc::new(program),
-        RunOptions {
-            workers,
-            batch_size,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
+    let summary = run_sql(&sql, workers, batch_size);
     assert_eq!(summary.dead_letter_total(), 0);
-    let mut lines: Vec<String> = std::fs::read_to_string(&output).unwrap().lines().map(str::to_owned).collect();
-    lines.sort();
-    lines
+    read_sorted(&output)
 }
 
 proptest! {
