@@ -5,45 +5,23 @@
 //! time and runs the same `MatchRecognizer` over them; the engine's
 //! consolidated output must equal its matches.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 mod common;
 
 use carbonflow::cli::check_text;
 use carbonflow::runtime::{RunOptions, run};
-use carbonflow_core::time::format_timestamp;
 use carbonflow_core::{Datum, Row};
 use carbonflow_operators::cep::{AfterMatchSkip, BinaryOp, MatchExpr, MatchRecognizer, MatchSpec, RowsPerMatch, Within};
 use carbonflow_sinks::text::csv_field;
-use common::{read_sorted, run_sql};
+use common::{BASE, Tick, read_sorted, run_sql};
 use proptest::prelude::*;
 
-const BASE: i64 = 1_704_067_200_000; // 2024-01-01 00:00:00 UTC
 const PRICE: usize = 2;
 const TS: usize = 1;
 
-#[derive(Clone, Debug)]
-struct Tick {
-    node: u8,
-    second: i64,
-    price: i64,
-}
-
 fn ticks() -> impl Strategy<Value = Vec<Tick>> {
-    prop::collection::vec((0u8..2, 0i64..12, -20i64..=0, 1i64..40), 1..50).prop_map(|raw| {
-        let mut clock = 0;
-        raw.into_iter()
-            .map(|(node, step, jitter, price)| {
-                clock += step;
-                Tick {
-                    node,
-                    second: (clock + jitter).max(0),
-                    price,
-                }
-            })
-            .collect()
-    })
+    common::ticks(2, 12, 1..40, 1..50)
 }
 
 const QUERY: &str = "
@@ -86,10 +64,7 @@ fn recognizer(all_rows: bool) -> MatchRecognizer {
 }
 
 fn model(ticks: &[Tick], all_rows: bool) -> Vec<String> {
-    let mut latest: BTreeMap<(u8, i64), i64> = BTreeMap::new();
-    for tick in ticks {
-        latest.insert((tick.node, tick.second), tick.price);
-    }
+    let latest = common::latest(ticks);
     let recognizer = recognizer(all_rows);
     let mut lines = Vec::new();
     for node in 0..2u8 {
@@ -124,11 +99,7 @@ fn model(ticks: &[Tick], all_rows: bool) -> Vec<String> {
 fn engine(ticks: &[Tick], workers: usize, batch_size: usize, all_rows: bool) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("ticks.csv"), dir.path().join("spikes.csv"));
-    let csv: String = ticks
-        .iter()
-        .map(|t| format!("N{},{},{}\n", t.node, format_timestamp(BASE + t.second * 1000), t.price))
-        .collect();
-    std::fs::write(&input, csv).unwrap();
+    common::write_ticks(&input, ticks);
     let sql = format!(
         "CREATE TABLE ticks (node STRING, ts TIMESTAMP(3), price DOUBLE,
             PRIMARY KEY (node, ts) NOT ENFORCED,

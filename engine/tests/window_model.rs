@@ -9,43 +9,16 @@ use std::collections::BTreeMap;
 mod common;
 
 use carbonflow_core::time::format_timestamp;
-use common::{read_sorted, run_sql};
+use common::{BASE, Tick, read_sorted, run_sql};
 use proptest::prelude::*;
 
-const BASE: i64 = 1_704_067_200_000; // 2024-01-01 00:00:00 UTC
-
-#[derive(Clone, Debug)]
-struct Tick {
-    node: u8,
-    second: i64,
-    price: i64,
-}
-
 fn ticks() -> impl Strategy<Value = Vec<Tick>> {
-    // Event times drift forward with jitter of up to 20 s backwards, well
-    // inside the 60 s watermark delay, so no row is late; repeated (node,
-    // second) pairs are revisions.
-    prop::collection::vec((0u8..3, 0i64..30, -20i64..=0, -50i64..200), 1..60).prop_map(|raw| {
-        let mut clock = 0;
-        raw.into_iter()
-            .map(|(node, step, jitter, price)| {
-                clock += step;
-                Tick {
-                    node,
-                    second: (clock + jitter).max(0),
-                    price,
-                }
-            })
-            .collect()
-    })
+    common::ticks(3, 30, -50..200, 1..60)
 }
 
 /// (node, window_start) -> (count, sum, min, max) over the upserted ticks.
 fn model(ticks: &[Tick]) -> Vec<String> {
-    let mut latest: BTreeMap<(u8, i64), i64> = BTreeMap::new();
-    for tick in ticks {
-        latest.insert((tick.node, tick.second), tick.price);
-    }
+    let latest = common::latest(ticks);
     let mut windows: BTreeMap<(u8, i64), (i64, i64, i64, i64)> = BTreeMap::new();
     for ((node, second), price) in latest {
         let start = second - second.rem_euclid(60);
@@ -67,11 +40,7 @@ fn engine(ticks: &[Tick], workers: usize, batch_size: usize, emit: &str) -> Vec<
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("ticks.csv");
     let output = dir.path().join("windows.csv");
-    let csv: String = ticks
-        .iter()
-        .map(|t| format!("N{},{},{}\n", t.node, format_timestamp(BASE + t.second * 1000), t.price))
-        .collect();
-    std::fs::write(&input, csv).unwrap();
+    common::write_ticks(&input, ticks);
     let sql = format!(
         "CREATE TABLE ticks (node STRING, ts TIMESTAMP(3), price BIGINT,
             PRIMARY KEY (node, ts) NOT ENFORCED,
