@@ -379,12 +379,12 @@ impl Binder {
             }
             [_, second, ..] => return Err(SqlError::at(&second.relation, "comma joins are not supported; use JOIN ... ON")),
         };
-        if let Some(predicate) = &select.selection {
-            if session.is_some() && references_window_columns(predicate) {
-                return Err(SqlError::at(predicate, "a WHERE over SESSION windows cannot use the window columns"));
+        if let Some(condition) = &select.selection {
+            if session.is_some() && references_window_columns(condition) {
+                return Err(SqlError::at(condition, "a WHERE over SESSION windows cannot use the window columns"));
             }
-            let (predicate, data_type) = self.expr(predicate, &scope, None)?;
-            expect_bool(&predicate, data_type, select.selection.as_ref().expect("present"))?;
+            let (predicate, data_type) = self.expr(condition, &scope, None)?;
+            expect_bool(data_type, condition)?;
             plan = filter(plan, predicate);
         }
         let keys = match &select.group_by {
@@ -511,7 +511,7 @@ impl Binder {
         let having = match &select.having {
             Some(ast) => {
                 let (predicate, data_type) = self.expr(ast, scope, Some(&mut aggregation))?;
-                expect_bool(&predicate, data_type, ast)?;
+                expect_bool(data_type, ast)?;
                 Some(predicate)
             }
             None => None,
@@ -625,9 +625,6 @@ impl Binder {
                         span,
                     ));
                 }
-                if window.is_none() && input.watermark_tables.is_empty() && input.rowtime.is_none() {
-                    // An unbounded aggregation is fine (it keeps one state per group); nothing to check.
-                }
                 Plan {
                     schema: Schema::new(fields),
                     rowtime: None,
@@ -683,7 +680,7 @@ impl Binder {
             let mut residual = Vec::new();
             for conjunct in conjuncts(condition) {
                 let (expr, data_type) = self.expr(conjunct, &joined, None)?;
-                expect_bool(&expr, data_type, conjunct)?;
+                expect_bool(data_type, conjunct)?;
                 match &expr {
                     Expr::Binary { op: BinaryOp::Eq, left, right } => match (left.as_column(), right.as_column()) {
                         (Some(l), Some(r)) if l < left_width && r >= left_width => {
@@ -979,7 +976,7 @@ impl Binder {
                 let (inner, data_type) = recurse(self, expr, &mut aggregation)?;
                 match op {
                     UnaryOperator::Not => {
-                        expect_bool(&inner, data_type, expr)?;
+                        expect_bool(data_type, expr)?;
                         (Expr::Not(Box::new(inner)), DataType::Bool)
                     }
                     UnaryOperator::Minus if data_type.is_numeric() || data_type == DataType::Interval => (Expr::Negate(Box::new(inner)), data_type),
@@ -1077,7 +1074,7 @@ impl Binder {
                     let condition = match &operand {
                         Some((o, ot)) => binary(&BinaryOperator::Eq, o.clone(), *ot, condition, ct, &when.condition)?.0,
                         None => {
-                            expect_bool(&condition, ct, &when.condition)?;
+                            expect_bool(ct, &when.condition)?;
                             condition
                         }
                     };
@@ -1301,7 +1298,7 @@ fn widen(expr: Expr, to: DataType) -> Expr {
     }
 }
 
-fn expect_bool(_expr: &Expr, data_type: DataType, ast: &Ast) -> SqlResult<()> {
+fn expect_bool(data_type: DataType, ast: &Ast) -> SqlResult<()> {
     if data_type.coerces_to(DataType::Bool) {
         Ok(())
     } else {
