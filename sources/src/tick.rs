@@ -6,7 +6,7 @@
 //! declares any subset of these columns by name; [`TickColumn::resolve`]
 //! checks the declaration and [`CanonicalTick::to_row`] fills it.
 
-use carbonflow_core::{DataType, Datum, Millis, OptionError, Row, Schema, Str};
+use carbonflow_core::{DataType, Datum, Field, Millis, OptionError, Row, Schema, Str};
 
 /// A column of the canonical tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,24 +60,23 @@ impl TickColumn {
     /// The tick columns a table declares, in its order. `provider` names the
     /// connector or format in errors ("the simulator", "format 'pjm-lmp'").
     pub fn resolve(schema: &Schema, provider: &str) -> Result<Vec<TickColumn>, OptionError> {
-        schema
-            .fields
-            .iter()
-            .map(|field| {
-                let column = |message: String| OptionError::Column {
-                    column: field.name.clone(),
-                    message,
-                };
-                match TickColumn::ALL.iter().find(|(_, name, _)| name.eq_ignore_ascii_case(&field.name)) {
-                    Some((tick_column, _, data_type)) if *data_type == field.data_type => Ok(*tick_column),
-                    Some((_, name, data_type)) => Err(column(format!("{provider}'s {name} is {data_type}, not {}", field.data_type))),
-                    None => {
-                        let known: Vec<&str> = TickColumn::ALL.iter().map(|(_, name, _)| *name).collect();
-                        Err(column(format!("{provider} provides only {}", known.join(", "))))
-                    }
-                }
-            })
-            .collect()
+        schema.fields.iter().map(|field| TickColumn::resolve_field(field, provider)).collect()
+    }
+
+    /// The tick column a declared field names, checked against its type.
+    pub fn resolve_field(field: &Field, provider: &str) -> Result<TickColumn, OptionError> {
+        let column = |message: String| OptionError::Column {
+            column: field.name.clone(),
+            message,
+        };
+        match TickColumn::ALL.iter().find(|(_, name, _)| name.eq_ignore_ascii_case(&field.name)) {
+            Some((tick_column, _, data_type)) if *data_type == field.data_type => Ok(*tick_column),
+            Some((_, name, data_type)) => Err(column(format!("{provider}'s {name} is {data_type}, not {}", field.data_type))),
+            None => {
+                let known: Vec<&str> = TickColumn::ALL.iter().map(|(_, name, _)| *name).collect();
+                Err(column(format!("{provider} provides only {}", known.join(", "))))
+            }
+        }
     }
 }
 
@@ -142,7 +141,6 @@ impl CanonicalTick {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use carbonflow_core::Field;
 
     #[test]
     fn resolves_a_subset_in_table_order_and_rejects_the_rest() {

@@ -21,6 +21,11 @@
 //! DOUBLE, congestion DOUBLE, loss DOUBLE, currency STRING, unit STRING, run
 //! STRING, revision BIGINT`. How prices move is described in [`model`].
 //!
+//! One more column is the simulator's own: `ingest_ns BIGINT`, the wall-clock
+//! time (nanoseconds since the Unix epoch) at which the instance emitted the
+//! row. It is not part of the canonical tick and is not deterministic; latency
+//! harnesses carry it through a query to measure ingest-to-client time.
+//!
 //! Stream shape and determinism:
 //! * `nodes` nodes are split over the markets in contiguous blocks; each
 //!   market's first nodes are real-looking hubs and zones, then generated
@@ -48,7 +53,7 @@ pub mod model;
 use std::time::{Duration, Instant};
 
 use carbonflow_core::time::parse_timestamp;
-use carbonflow_core::{ConnectorConfig, Datum, Interner, Millis, OptionError, Row, Str};
+use carbonflow_core::{ConnectorConfig, DataType, Datum, Field, Interner, Millis, OptionError, Row, Str};
 
 use crate::tick::TickColumn;
 
@@ -87,14 +92,41 @@ pub struct SimulatorOptions {
     /// The chance that a publication is later revised (`revision-probability`, default 0.001).
     pub revision_probability: f64,
     /// The declared columns, in order.
-    pub columns: Vec<TickColumn>,
+    pub columns: Vec<SimulatorColumn>,
+}
+
+/// A column a simulator table may declare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimulatorColumn {
+    /// A canonical tick column.
+    Tick(TickColumn),
+    /// `ingest_ns BIGINT`: when the row was emitted, wall-clock nanoseconds since the Unix epoch.
+    IngestNs,
+}
+
+impl SimulatorColumn {
+    /// The name of the [`SimulatorColumn::IngestNs`] column.
+    pub const INGEST_NS: &str = "ingest_ns";
+
+    fn resolve(field: &Field) -> Result<Self, OptionError> {
+        if !field.name.eq_ignore_ascii_case(Self::INGEST_NS) {
+            return TickColumn::resolve_field(field, "the simulator").map(SimulatorColumn::Tick);
+        }
+        if field.data_type != DataType::Int {
+            return Err(OptionError::Column {
+                column: field.name.clone(),
+                message: format!("the simulator's {} is {}, not {}", Self::INGEST_NS, DataType::Int, field.data_type),
+            });
+        }
+        Ok(SimulatorColumn::IngestNs)
+    }
 }
 
 impl SimulatorOptions {
     /// Checks the options and the declared columns.
     pub fn parse(config: &ConnectorConfig) -> Result<Self, OptionError> {
         config.reject_unknown_options(OPTIONS)?;
-        let columns = TickColumn::resolve(&config.schema, "the simulator")?;
+        let columns = config.schema.fields.iter().map(SimulatorColumn::resolve).collect::<Result<Vec<_>, _>>()?;
         let start = config.parsed("start", "timestamp", parse_timestamp)?.unwrap_or(1_704_067_200_000);
         let interval_ms = config
             .parsed("interval", "interval (a positive integer and ms, s, min or h, e.g. '5 min')", parse_interval)?
@@ -250,31 +282,35 @@ impl Simulator {
         self.overflow.is_empty() && self.pending_revisions == 0 && self.nodes.get(self.cursor).is_none_or(|node| !self.emits(self.interval, node.index))
     }
 
-    fn row(&self, node: &NodeModel, tick: &Tick) -> Row {
+    fn row(&self, node: &NodeModel, tick: &Tick, ingest_ns: i64) -> Row {
         let interval_ms = self.options.interval_ms;
         self.options
             .columns
             .iter()
             .map(|column| match column {
-                TickColumn::Market => Datum::Str(self.constants.markets[node.market].clone()),
-                TickColumn::Node => Datum::Str(node.name.clone()),
-                TickColumn::NodeType => Datum::Str(node.node_type.clone()),
-                TickColumn::Ts => Datum::Timestamp(self.options.start.saturating_add((tick.interval as Millis).saturating_mul(interval_ms))),
-                TickColumn::IntervalS => Datum::Int(interval_ms / 1000),
-                TickColumn::Price => Datum::float(tick.price),
-                TickColumn::Energy => Datum::float(tick.energy),
-                TickColumn::Congestion => Datum::float(tick.congestion),
-                TickColumn::Loss => Datum::float(tick.loss),
-                TickColumn::Currency => Datum::Str(self.constants.usd.clone()),
-                TickColumn::Unit => Datum::Str(self.constants.mwh.clone()),
-                TickColumn::Run => Datum::Str(self.constants.rt.clone()),
-                TickColumn::Revision => Datum::Int(tick.revision),
+                SimulatorColumn::IngestNs => Datum::Int(ingest_ns),
+                SimulatorColumn::Tick(column) => match column {
+                    TickColumn::Market => Datum::Str(self.constants.markets[node.market].clone()),
+                    TickColumn::Node => Datum::Str(node.name.clone()),
+                    TickColumn::NodeType => Datum::Str(node.node_type.clone()),
+                    TickColumn::Ts => Datum::Timestamp(self.options.start.saturating_add((tick.interval as Millis).saturating_mul(interval_ms))),
+                    TickColumn::IntervalS => Datum::Int(interval_ms / 1000),
+                    TickColumn::Price => Datum::float(tick.price),
+                    TickColumn::Energy => Datum::float(tick.energy),
+                    TickColumn::Congestion => Datum::float(tick.congestion),
+                    TickColumn::Loss => Datum::float(tick.loss),
+                    TickColumn::Currency => Datum::Str(self.constants.usd.clone()),
+                    TickColumn::Unit => Datum::Str(self.constants.mwh.clone()),
+                    TickColumn::Run => Datum::Str(self.constants.rt.clone()),
+                    TickColumn::Revision => Datum::Int(tick.revision),
+                },
             })
             .collect()
     }
 
     /// Produces up to `max_rows` rows into `batch`.
     fn generate(&mut self, batch: &mut SourceBatch, max_rows: usize) {
+        let ingest_ns = wall_clock_ns();
         let take = self.overflow.len().min(max_rows);
         batch.rows.extend(self.overflow.drain(..take));
         let mut budget = max_rows - take;
@@ -298,7 +334,7 @@ impl Simulator {
             self.pending_revisions = self.pending_revisions + node.pending_revisions() - pending_before;
             let node = &self.nodes[self.cursor];
             for tick in tick.iter().chain(&revisions) {
-                let row = self.row(node, tick);
+                let row = self.row(node, tick, ingest_ns);
                 if budget > 0 {
                     batch.rows.push(row);
                     budget -= 1;
@@ -315,6 +351,13 @@ impl Simulator {
             }
         }
     }
+}
+
+/// Nanoseconds since the Unix epoch, by the wall clock.
+fn wall_clock_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// Paces an instance at `rate` rows per second from its first poll.
@@ -629,6 +672,24 @@ mod tests {
                 .all(|row| row.len() == 2 && row.get(0).as_f64().is_some() && row.get(1).as_str().is_some())
         );
         assert_eq!(rows[0].get(1).as_str(), Some("HB_NORTH"));
+    }
+
+    #[test]
+    fn ingest_ns_is_the_wall_clock_at_emission() {
+        let config = table(
+            &[("node", DataType::String), ("INGEST_NS", DataType::Int)],
+            &[("nodes", "4"), ("number-of-rows", "8")],
+        );
+        let before = wall_clock_ns();
+        let rows = read_all(&config, SourceContext::SINGLE);
+        let after = wall_clock_ns();
+        assert_eq!(rows.len(), 8);
+        for row in &rows {
+            let stamp = row.get(1).as_i64().unwrap();
+            assert!((before..=after).contains(&stamp), "{stamp} outside {before}..={after}");
+        }
+        let wrong_type = table(&[("ingest_ns", DataType::Timestamp)], &[]);
+        assert_eq!(crate::validate_source(&wrong_type).unwrap_err().column(), Some("ingest_ns"));
     }
 
     #[test]
