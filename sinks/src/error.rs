@@ -32,4 +32,10 @@ pub enum SinkError {
         /// What contradicts what, naming the row.
         message: String,
     },
+    /// A `websocket` table in a run without a WebSocket server.
+    #[error("table '{table}' is served over WebSocket, but this run has no server (drop --no-server)")]
+    Unserved {
+        /// The table.
+        table: String,
+    },
 }

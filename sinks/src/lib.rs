@@ -10,12 +10,16 @@
 //! * `blackhole` ([`blackhole`]): discards everything (for benchmarks).
 //! * `filesystem` ([`filesystem`]): CSV or JSON lines, either the final
 //!   consolidated rows (the default) or the changelog.
+//! * `websocket` ([`websocket`]): served live to subscribers by the run's
+//!   WebSocket server; the engine creates its publisher, so [`create_sink`]
+//!   only checks the declaration.
 
 pub mod blackhole;
 pub mod error;
 pub mod filesystem;
 pub mod print;
 pub mod text;
+pub mod websocket;
 
 pub use error::SinkError;
 
@@ -46,7 +50,7 @@ pub trait Sink: Send {
 }
 
 /// The connector names that [`create_sink`] accepts.
-pub const CONNECTORS: &[&str] = &["print", "blackhole", "filesystem"];
+pub const CONNECTORS: &[&str] = &["print", "blackhole", "filesystem", websocket::CONNECTOR];
 
 /// Checks a sink table's options without creating anything.
 pub fn validate_sink(config: &ConnectorConfig) -> Result<(), OptionError> {
@@ -54,16 +58,19 @@ pub fn validate_sink(config: &ConnectorConfig) -> Result<(), OptionError> {
         "print" => print::PrintSinkOptions::parse(config).map(|_| ()),
         "blackhole" => blackhole::validate(config),
         "filesystem" => filesystem::FilesystemSinkOptions::parse(config).map(|_| ()),
+        websocket::CONNECTOR => websocket::validate(config),
         other => Err(OptionError::unknown_connector(other, CONNECTORS)),
     }
 }
 
-/// Creates the sink of a table.
+/// Creates the sink of a table. A `websocket` table is published by the
+/// run's server instead, so asking for one here is an error.
 pub fn create_sink(config: &ConnectorConfig) -> Result<Box<dyn Sink>, SinkError> {
     match config.connector()? {
         "print" => Ok(Box::new(print::PrintSink::stdout(config)?)),
         "blackhole" => Ok(Box::new(blackhole::BlackholeSink::new(config)?)),
         "filesystem" => Ok(Box::new(filesystem::FilesystemSink::new(config)?)),
+        websocket::CONNECTOR => Err(SinkError::Unserved { table: config.table.clone() }),
         other => Err(OptionError::unknown_connector(other, CONNECTORS).into()),
     }
 }

@@ -1,0 +1,39 @@
+//! Live views over WebSocket: the server that `carbonflow run` starts, its
+//! protocol and a reconnecting client.
+//!
+//! Every view of a query file, and every table declared with
+//! `'connector' = 'websocket'`, is subscribable at `GET /v1/stream`. A
+//! subscriber gets a snapshot, then gap-free diffs (keyed upserts and deletes
+//! for views with a key), heartbeats carrying the frontier up to which the
+//! view is complete, and on reconnect the changes it missed. See
+//! `docs/websocket-protocol.md` for the protocol and [`protocol`] for its types.
+//!
+//! * [`view`]: a view's contents, versions and history; pure logic.
+//! * [`hub`]: publishers (sinks on worker 0) → bounded channel → views →
+//!   per-subscription pending changes, conflated by key.
+//! * [`server`]: the tokio-tungstenite server, handshake, auth, connections.
+//! * [`auth`]: bearer tokens and entitlements.
+//! * [`client`]: the Rust client with reconnection, resume and gap detection.
+//!
+//! permessage-deflate is not negotiated: tungstenite 0.30 has no support
+//! for the extension, so a client offering it gets uncompressed frames.
+
+pub mod auth;
+pub mod client;
+pub mod hub;
+pub mod protocol;
+pub mod server;
+pub mod view;
+
+use carbonflow_core::{ConnectorConfig, OptionError};
+
+pub use server::{Server, ServerConfig, ServerError};
+pub use view::ViewSchema;
+
+/// The connector name of a table served to WebSocket subscribers.
+pub const CONNECTOR: &str = "websocket";
+
+/// Checks a `websocket` sink table: it takes no options besides the connector.
+pub fn validate(config: &ConnectorConfig) -> Result<(), OptionError> {
+    config.reject_unknown_options(&[])
+}

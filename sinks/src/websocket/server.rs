@@ -1,0 +1,550 @@
+//! The WebSocket server: `GET /v1/stream` on its own tokio runtime.
+//!
+//! The handshake checks the path, the bearer token and the subprotocol. Each
+//! connection then runs one task that reads client messages, drains its
+//! subscriptions' pending changes into diffs when the hub signals, sends
+//! heartbeats on a timer and, when a subscription's pending changes outgrow
+//! the bound, closes with [`CLOSE_SLOW_CONSUMER`], interrupting a send stuck
+//! on a full socket. At shutdown every connection gets what is pending and a
+//! close frame (1001, going away).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+
+use super::auth::{AuthConfig, Grant};
+use super::hub::{ConnectionSignal, Hub, HubChannel, HubLimits, Publisher, Start, Subscription};
+use super::protocol::{
+    CLOSE_SLOW_CONSUMER, ClientMessage, Encoding, ErrorCode, JSON_PROTOCOL, MSGPACK_PROTOCOL, STREAM_PATH, ServerMessage, SubscriptionId, WireRow,
+};
+use super::view::{RowFilter, ViewSchema};
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where to listen (`127.0.0.1:8080` by default; port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The accepted tokens; `None` admits everyone, on loopback only.
+    pub auth: Option<AuthConfig>,
+    /// How often each subscription gets a heartbeat.
+    pub heartbeat: Duration,
+    /// Memory bounds.
+    pub limits: HubLimits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            auth: None,
+            heartbeat: Duration::from_secs(1),
+            limits: HubLimits::default(),
+        }
+    }
+}
+
+/// The server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Binding the address failed (in use, no permission).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Without tokens the server only listens on loopback.
+    #[error("refusing to listen on {0} without authentication: give a token file, or listen on 127.0.0.1")]
+    Unauthenticated(SocketAddr),
+    /// The async runtime could not start.
+    #[error("cannot start the server runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A running WebSocket server.
+pub struct Server {
+    runtime: tokio::runtime::Runtime,
+    hub: Arc<Hub>,
+    channel: HubChannel,
+    hub_task: tokio::task::JoinHandle<()>,
+    shutdown: watch::Sender<bool>,
+    accept_task: tokio::task::JoinHandle<()>,
+    local_addr: SocketAddr,
+}
+
+/// What every connection task shares.
+struct Context {
+    hub: Arc<Hub>,
+    auth: Option<AuthConfig>,
+    heartbeat: Duration,
+}
+
+impl Server {
+    /// Binds the address and starts serving `views`.
+    pub fn start(config: ServerConfig, views: Vec<ViewSchema>) -> Result<Server, ServerError> {
+        if config.auth.is_none() && !config.listen.ip().is_loopback() {
+            return Err(ServerError::Unauthenticated(config.listen));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("carbonflow-ws")
+            .enable_all()
+            .build()
+            .map_err(ServerError::Runtime)?;
+        let bind = |source| ServerError::Bind { addr: config.listen, source };
+        let listener = std::net::TcpListener::bind(config.listen).map_err(bind)?;
+        listener.set_nonblocking(true).map_err(bind)?;
+        let local_addr = listener.local_addr().map_err(bind)?;
+        let listener = {
+            let _entered = runtime.enter();
+            TcpListener::from_std(listener).map_err(bind)?
+        };
+        let first_version = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+        let hub = Arc::new(Hub::new(views, config.limits, first_version));
+        let (channel, hub_task) = HubChannel::spawn(hub.clone(), runtime.handle());
+        let (shutdown, shutdown_signal) = watch::channel(false);
+        let context = Arc::new(Context {
+            hub: hub.clone(),
+            auth: config.auth,
+            heartbeat: config.heartbeat,
+        });
+        let accept_task = runtime.spawn(accept_loop(listener, context, shutdown_signal));
+        Ok(Server {
+            runtime,
+            hub,
+            channel,
+            hub_task,
+            shutdown,
+            accept_task,
+            local_addr,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The hub (views, subscriptions, counters).
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// A sink publishing the changes of the named view, if the server serves it.
+    pub fn publisher(&self, view: &str) -> Option<Publisher> {
+        self.hub.view_index(view).map(|index| self.channel.publisher(index))
+    }
+
+    /// Stops the server once every publisher is gone: all published changes
+    /// are applied and sent, then each connection is closed (1001). Waits at
+    /// most `grace` for publishers and connections.
+    pub fn shutdown(self, grace: Duration) {
+        let Server {
+            runtime,
+            channel,
+            hub_task,
+            shutdown,
+            accept_task,
+            ..
+        } = self;
+        drop(channel);
+        runtime.block_on(async move {
+            let _ = tokio::time::timeout(grace, hub_task).await;
+            let _ = shutdown.send(true);
+            let _ = tokio::time::timeout(grace, accept_task).await;
+        });
+        runtime.shutdown_timeout(grace);
+    }
+}
+
+async fn accept_loop(listener: TcpListener, context: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    connections.spawn(serve_connection(stream, context.clone(), shutdown.clone()));
+                }
+            }
+            _ = shutdown.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// What the handshake settled.
+struct Admission {
+    encoding: Encoding,
+    grant: Option<Grant>,
+}
+
+fn refuse(status: StatusCode, message: &str) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(format!("{message}\n")));
+    *response.status_mut() = status;
+    response
+}
+
+/// The token of a request: `Authorization: Bearer ...`, or `?token=` for browsers.
+fn presented_token(request: &Request) -> Option<String> {
+    let from_header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(|token| token.trim().to_owned());
+    from_header.or_else(|| {
+        request
+            .uri()
+            .query()?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+            .map(str::to_owned)
+    })
+}
+
+/// Checks path, token and subprotocol; on success records what was agreed.
+fn admit(request: &Request, mut response: Response, auth: Option<&AuthConfig>, admission: &mut Option<Admission>) -> Result<Response, ErrorResponse> {
+    if request.uri().path() != STREAM_PATH {
+        return Err(refuse(StatusCode::NOT_FOUND, &format!("carbonflow streams at {STREAM_PATH}")));
+    }
+    let grant = match auth {
+        None => None,
+        Some(auth) => {
+            let token = presented_token(request).ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
+            Some(auth.grant(&token).cloned().ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "unknown token"))?)
+        }
+    };
+    let offered: Vec<&str> = request
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    let encoding = if offered.is_empty() {
+        Encoding::MessagePack
+    } else {
+        let chosen = [MSGPACK_PROTOCOL, JSON_PROTOCOL]
+            .into_iter()
+            .find(|ours| offered.contains(ours))
+            .ok_or_else(|| {
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    &format!("unsupported subprotocols {offered:?}; offer {MSGPACK_PROTOCOL} or {JSON_PROTOCOL}"),
+                )
+            })?;
+        response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(chosen));
+        Encoding::from_protocol(chosen).expect("one of ours")
+    };
+    *admission = Some(Admission { encoding, grant });
+    Ok(response)
+}
+
+/// A subscription as its connection tracks it.
+struct SubscriptionState {
+    shared: Arc<Subscription>,
+    schema: ViewSchema,
+    /// The last sequence number sent.
+    seq: u64,
+    /// The view version and frontier the client is at.
+    version: u64,
+    frontier: Option<i64>,
+}
+
+/// Why a connection ends early.
+enum Ending {
+    /// The peer went away or the socket failed.
+    Gone,
+    /// Pending changes outgrew the bound.
+    TooSlow,
+}
+
+type Socket = WebSocketStream<TcpStream>;
+
+async fn serve_connection(stream: TcpStream, context: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let mut admission = None;
+    let config = WebSocketConfig::default().max_message_size(Some(1 << 20)).max_frame_size(Some(1 << 20));
+    let accepted = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        |request: &Request, response: Response| admit(request, response, context.auth.as_ref(), &mut admission),
+        Some(config),
+    )
+    .await;
+    let (Ok(socket), Some(admission)) = (accepted, admission) else {
+        return;
+    };
+    let mut connection = Connection {
+        context: context.clone(),
+        encoding: admission.encoding,
+        grant: admission.grant,
+        signal: Arc::new(ConnectionSignal::default()),
+        subscriptions: HashMap::new(),
+    };
+    let ending = connection.run(socket, &mut shutdown).await;
+    for state in connection.subscriptions.values() {
+        context.hub.unsubscribe(&state.shared);
+    }
+    if let Some(Ending::TooSlow) = ending {
+        context.hub.stats().slow_consumers_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Connection {
+    context: Arc<Context>,
+    encoding: Encoding,
+    grant: Option<Grant>,
+    signal: Arc<ConnectionSignal>,
+    subscriptions: HashMap<SubscriptionId, SubscriptionState>,
+}
+
+impl Connection {
+    /// Serves until the client leaves (`Some(Gone)`), is too slow
+    /// (`Some(TooSlow)`) or the server shuts down (`None`).
+    async fn run(&mut self, socket: Socket, shutdown: &mut watch::Receiver<bool>) -> Option<Ending> {
+        let (mut writer, mut reader) = socket.split();
+        let mut heartbeat = tokio::time::interval(self.context.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.reset();
+        loop {
+            let mut outgoing = Vec::new();
+            let mut closing = None;
+            tokio::select! {
+                frame = reader.next() => match frame {
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Some(Ending::Gone),
+                    Some(Ok(frame)) => self.on_frame(&frame, &mut outgoing),
+                },
+                () = self.signal.changed.notified() => self.drain(&mut outgoing),
+                _ = heartbeat.tick() => {
+                    self.drain(&mut outgoing);
+                    self.heartbeats(&mut outgoing);
+                }
+                _ = shutdown.changed() => {
+                    self.drain(&mut outgoing);
+                    closing = Some(CloseFrame { code: CloseCode::Away, reason: "the run finished".into() });
+                }
+            }
+            if self.signal.overflowed.load(Ordering::Acquire) {
+                let reason = format!("slow consumer: more than {} changes pending", self.context.hub_limits_pending());
+                close(&mut writer, CloseCode::from(CLOSE_SLOW_CONSUMER), reason).await;
+                return Some(Ending::TooSlow);
+            }
+            let frames = outgoing.iter().map(|message| self.encoding.encode(message)).collect::<Vec<_>>();
+            let sent = tokio::select! {
+                sent = send_all(&mut writer, frames) => sent,
+                () = self.signal.overflow.notified() => Err(Ending::TooSlow),
+            };
+            match sent {
+                Ok(()) => {}
+                Err(Ending::TooSlow) => {
+                    let reason = format!("slow consumer: more than {} changes pending", self.context.hub_limits_pending());
+                    close(&mut writer, CloseCode::from(CLOSE_SLOW_CONSUMER), reason).await;
+                    return Some(Ending::TooSlow);
+                }
+                Err(ending) => return Some(ending),
+            }
+            if let Some(frame) = closing {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.send(Message::Close(Some(frame)))).await;
+                return None;
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: &Message, outgoing: &mut Vec<ServerMessage>) {
+        let message = match self.encoding.decode::<ClientMessage>(frame) {
+            Ok(Some(message)) => message,
+            Ok(None) => return,
+            Err(error) => {
+                outgoing.push(error_message(None, ErrorCode::BadRequest, format!("cannot decode the message: {error}")));
+                return;
+            }
+        };
+        match message {
+            ClientMessage::Ping => outgoing.push(ServerMessage::Pong),
+            ClientMessage::Unsubscribe { id } => match self.subscriptions.remove(&id) {
+                Some(state) => {
+                    self.context.hub.unsubscribe(&state.shared);
+                    outgoing.push(ServerMessage::Unsubscribed { sub: id });
+                }
+                None => outgoing.push(error_message(
+                    Some(id),
+                    ErrorCode::UnknownSubscription,
+                    format!("subscription {id} is not active"),
+                )),
+            },
+            ClientMessage::Subscribe {
+                id,
+                view,
+                filter,
+                resume_from,
+                resume_version,
+            } => match self.subscribe(id, &view, &filter, resume_from.zip(resume_version)) {
+                Ok(first) => outgoing.push(first),
+                Err((code, message)) => outgoing.push(error_message(Some(id), code, message)),
+            },
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        id: SubscriptionId,
+        view: &str,
+        filter: &std::collections::BTreeMap<String, super::protocol::FilterValues>,
+        resume: Option<(u64, u64)>,
+    ) -> Result<ServerMessage, (ErrorCode, String)> {
+        if self.subscriptions.contains_key(&id) {
+            return Err((
+                ErrorCode::DuplicateSubscription,
+                format!("subscription {id} is already active on this connection"),
+            ));
+        }
+        let hub = &self.context.hub;
+        let index = hub
+            .view_index(view)
+            .ok_or_else(|| (ErrorCode::UnknownView, format!("no view or websocket table named '{view}'")))?;
+        let schema = hub.schema(index);
+        let mut row_filter = RowFilter::new(&schema, filter).map_err(|message| (ErrorCode::BadFilter, message))?;
+        if let Some(grant) = &self.grant {
+            if !grant.may_read(&schema.name) {
+                return Err((ErrorCode::Forbidden, format!("this token may not read view '{}'", schema.name)));
+            }
+            if let Some(markets) = grant.market_filter(&schema).map_err(|message| (ErrorCode::Forbidden, message))? {
+                row_filter.intersect(&markets);
+            }
+        }
+        let (shared, start) = hub.subscribe(index, row_filter, resume.map(|(_, version)| version), self.signal.clone());
+        let resumed_seq = resume.map_or(0, |(seq, _)| seq);
+        let (message, seq, version, frontier) = match start {
+            Start::Snapshot { rows, version, frontier } => {
+                let seq = resumed_seq + 1;
+                let message = ServerMessage::Snapshot {
+                    sub: id,
+                    seq,
+                    version,
+                    frontier,
+                    columns: schema.columns(),
+                    key: schema.key_names(),
+                    rows: rows.into_iter().map(WireRow).collect(),
+                };
+                (message, seq, version, frontier)
+            }
+            Start::Resume { changes, version, frontier } if changes.is_empty() => (
+                ServerMessage::Heartbeat {
+                    sub: id,
+                    seq: resumed_seq,
+                    version,
+                    frontier,
+                },
+                resumed_seq,
+                version,
+                frontier,
+            ),
+            Start::Resume { changes, version, frontier } => {
+                let seq = resumed_seq + 1;
+                (diff_message(id, seq, version, frontier, schema.key.is_some(), changes), seq, version, frontier)
+            }
+        };
+        self.subscriptions.insert(
+            id,
+            SubscriptionState {
+                shared,
+                schema,
+                seq,
+                version,
+                frontier,
+            },
+        );
+        Ok(message)
+    }
+
+    /// One diff per subscription with pending changes.
+    fn drain(&mut self, outgoing: &mut Vec<ServerMessage>) {
+        for (id, state) in &mut self.subscriptions {
+            let pending = state.shared.take_pending(&state.schema);
+            state.version = pending.version;
+            state.frontier = pending.frontier;
+            if !pending.changes.is_empty() {
+                state.seq += 1;
+                outgoing.push(diff_message(
+                    *id,
+                    state.seq,
+                    pending.version,
+                    pending.frontier,
+                    state.schema.key.is_some(),
+                    pending.changes,
+                ));
+            }
+        }
+    }
+
+    fn heartbeats(&self, outgoing: &mut Vec<ServerMessage>) {
+        for (id, state) in &self.subscriptions {
+            outgoing.push(ServerMessage::Heartbeat {
+                sub: *id,
+                seq: state.seq,
+                version: state.version,
+                frontier: state.frontier,
+            });
+        }
+    }
+}
+
+impl Context {
+    fn hub_limits_pending(&self) -> usize {
+        self.hub.limits().pending
+    }
+}
+
+fn diff_message(sub: SubscriptionId, seq: u64, version: u64, frontier: Option<i64>, keyed: bool, changes: super::view::Changes) -> ServerMessage {
+    let (added, removed) = changes.into_parts();
+    let added: Vec<WireRow> = added.into_iter().map(WireRow).collect();
+    let (upserts, inserts) = if keyed { (added, Vec::new()) } else { (Vec::new(), added) };
+    ServerMessage::Diff {
+        sub,
+        seq,
+        version,
+        frontier,
+        upserts,
+        inserts,
+        deletes: removed.into_iter().map(WireRow).collect(),
+    }
+}
+
+fn error_message(sub: Option<SubscriptionId>, code: ErrorCode, message: String) -> ServerMessage {
+    ServerMessage::Error { sub, code, message }
+}
+
+/// How long a close frame may take to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+type Writer = futures_util::stream::SplitSink<Socket, Message>;
+
+async fn send_all(writer: &mut Writer, frames: Vec<Message>) -> Result<(), Ending> {
+    if frames.is_empty() {
+        return Ok(());
+    }
+    for frame in frames {
+        writer.feed(frame).await.map_err(|_| Ending::Gone)?;
+    }
+    writer.flush().await.map_err(|_| Ending::Gone)
+}
+
+async fn close(writer: &mut Writer, code: CloseCode, reason: String) {
+    let frame = CloseFrame { code, reason: reason.into() };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.send(Message::Close(Some(frame)))).await;
+}
