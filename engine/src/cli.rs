@@ -9,6 +9,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use std::time::Duration;
+
+use carbonflow_sinks::websocket::auth::AuthConfig;
+use carbonflow_sinks::websocket::{Server, ServerConfig};
 use clap::{Parser, Subcommand};
 
 use crate::plan::{Program, TableRole};
@@ -40,22 +44,41 @@ pub enum Command {
     /// List the file formats of the filesystem source, market formats included.
     Formats,
     /// Run a query file: until its inputs are exhausted, or Ctrl-C.
-    Run {
-        /// The query file.
-        file: PathBuf,
-        /// Worker threads.
-        #[arg(long, short = 'w', default_value_t = 1, env = "CARBONFLOW_WORKERS")]
-        workers: usize,
-        /// Rows read from a source per epoch at most.
-        #[arg(long, default_value_t = 4096)]
-        batch_size: usize,
-        /// Write dead letters (bad rows, late events) to this file as JSON lines.
-        #[arg(long)]
-        dead_letter: Option<PathBuf>,
-        /// Do not draw a progress bar.
-        #[arg(long)]
-        no_progress: bool,
-    },
+    Run(RunArgs),
+}
+
+/// The arguments of `carbonflow run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The query file.
+    pub file: PathBuf,
+    /// Worker threads.
+    #[arg(long, short = 'w', default_value_t = 1, env = "CARBONFLOW_WORKERS")]
+    pub workers: usize,
+    /// Rows read from a source per epoch at most.
+    #[arg(long, default_value_t = 4096)]
+    pub batch_size: usize,
+    /// Write dead letters (bad rows, late events) to this file as JSON lines.
+    #[arg(long)]
+    pub dead_letter: Option<PathBuf>,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Where the WebSocket server listens (`ws://ADDR/v1/stream`); port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "CARBONFLOW_LISTEN")]
+    pub listen: std::net::SocketAddr,
+    /// Run without the WebSocket server (views are then not published).
+    #[arg(long)]
+    pub no_server: bool,
+    /// Bearer tokens and their entitlements (TOML); required to listen beyond loopback.
+    #[arg(long, env = "CARBONFLOW_AUTH")]
+    pub auth: Option<PathBuf>,
+    /// Seconds between heartbeats of each subscription.
+    #[arg(long, default_value_t = 1.0)]
+    pub heartbeat_secs: f64,
+    /// Keep serving the final views this many seconds after the inputs end (Ctrl-C ends it early).
+    #[arg(long, default_value_t = 0.0)]
+    pub linger_secs: f64,
 }
 
 /// A query file that failed to load, rendered for a person.
@@ -154,52 +177,88 @@ pub fn run(cli: Cli) -> ExitCode {
             print!("{}", formats_listing());
             ExitCode::SUCCESS
         }
-        Command::Run {
-            file,
-            workers,
-            batch_size,
-            dead_letter,
-            no_progress,
-        } => {
-            let program = match load(&file) {
-                Ok(program) => program,
-                Err(LoadError(text)) => {
-                    eprint!("{text}");
-                    return ExitCode::from(1);
-                }
-            };
-            let stop = Arc::new(AtomicBool::new(false));
-            let handler_stop = stop.clone();
-            // First Ctrl-C: stop reading, drain, finish sinks. Second: leave now.
-            let _ = ctrlc::set_handler(move || {
-                if handler_stop.swap(true, Ordering::SeqCst) {
-                    std::process::exit(130);
-                }
-                eprintln!("\nstopping: draining the dataflow and finishing the sinks (Ctrl-C again to quit at once)");
-            });
-            let options = RunOptions {
-                workers,
-                batch_size: batch_size.max(1),
-                dead_letter_path: dead_letter,
-                show_progress: !no_progress,
-                stop,
-            };
-            match crate::runtime::run(Arc::new(program), options) {
-                Ok(summary) => {
-                    let dead = summary.dead_letter_total();
-                    eprintln!("read {} rows in {:.2?}; {} dead letters", summary.rows_read, summary.elapsed, dead);
-                    for ((origin, reason), count) in &summary.dead_letters {
-                        eprintln!("  {origin} [{reason}]: {count}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                // Like any Unix filter, stop quietly when the reader has gone (`| head`).
-                Err(RunFailure::OutputClosed { .. }) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("error: {error}");
-                    ExitCode::from(2)
-                }
+        Command::Run(args) => run_query(args),
+    }
+}
+
+/// `carbonflow run`: loads the file, starts the WebSocket server, runs, lingers, shuts down.
+fn run_query(args: RunArgs) -> ExitCode {
+    let program = match load(&args.file) {
+        Ok(program) => program,
+        Err(LoadError(text)) => {
+            eprint!("{text}");
+            return ExitCode::from(1);
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let handler_stop = stop.clone();
+    // First Ctrl-C: stop reading, drain, finish sinks. Second: leave now.
+    let _ = ctrlc::set_handler(move || {
+        if handler_stop.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping: draining the dataflow and finishing the sinks (Ctrl-C again to quit at once)");
+    });
+    let server = if args.no_server {
+        None
+    } else {
+        match start_server(&args, &program) {
+            Ok(server) => Some(Arc::new(server)),
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
             }
         }
+    };
+    let options = RunOptions {
+        workers: args.workers,
+        batch_size: args.batch_size.max(1),
+        dead_letter_path: args.dead_letter,
+        show_progress: !args.no_progress,
+        stop: stop.clone(),
+        server: server.clone(),
+    };
+    let outcome = crate::runtime::run(Arc::new(program), options);
+    if let Some(server) = server {
+        let deadline = std::time::Instant::now() + Duration::from_secs_f64(args.linger_secs.max(0.0));
+        while std::time::Instant::now() < deadline && !stop.load(Ordering::SeqCst) && outcome.is_ok() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(server) = Arc::try_unwrap(server) {
+            server.shutdown(Duration::from_secs(2));
+        }
     }
+    match outcome {
+        Ok(summary) => {
+            let dead = summary.dead_letter_total();
+            eprintln!("read {} rows in {:.2?}; {} dead letters", summary.rows_read, summary.elapsed, dead);
+            for ((origin, reason), count) in &summary.dead_letters {
+                eprintln!("  {origin} [{reason}]: {count}");
+            }
+            ExitCode::SUCCESS
+        }
+        // Like any Unix filter, stop quietly when the reader has gone (`| head`).
+        Err(RunFailure::OutputClosed { .. }) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn start_server(args: &RunArgs, program: &Program) -> Result<Server, String> {
+    let auth = args.auth.as_deref().map(AuthConfig::load).transpose()?;
+    let config = ServerConfig {
+        listen: args.listen,
+        auth,
+        heartbeat: Duration::from_secs_f64(args.heartbeat_secs.max(0.001)),
+        ..ServerConfig::default()
+    };
+    let views = crate::serve::subscribable_views(program);
+    let names: Vec<String> = views.iter().map(|view| view.name.clone()).collect();
+    let server = Server::start(config, views).map_err(|e| format!("{e} (choose another address with --listen, or --no-server)"))?;
+    if !names.is_empty() {
+        eprintln!("serving {} on ws://{}/v1/stream", names.join(", "), server.local_addr());
+    }
+    Ok(server)
 }

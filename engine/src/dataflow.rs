@@ -68,10 +68,12 @@ struct Builder<'s, 'p> {
     dead_letters: DeadLetters,
 }
 
-/// Builds the dataflow of `program` in `scope`.
+/// Builds the dataflow of `program` in `scope`; with `publish_views` every
+/// view is also an output (for the WebSocket server).
 pub fn build<'s>(
     scope: Scope<'s, Epoch>,
     program: &Program,
+    publish_views: bool,
     dead_letters: DeadLetters,
     make_sink: SinkFactory,
     failure: Arc<RunFailureSlot>,
@@ -88,14 +90,25 @@ pub fn build<'s>(
         dead_letters,
     };
     let probe = ProbeHandle::new();
-    for output in &program.outputs {
-        let collection = builder.plan(&output.plan);
-        let sink = if scope.index() == 0 { Some(make_sink(&output.target)?) } else { None };
-        let name = match output.target {
+    let published_views = program
+        .views
+        .iter()
+        .enumerate()
+        .filter(|_| publish_views)
+        .map(|(index, view)| (OutputTarget::View(index), &view.plan));
+    let outputs = program.outputs.iter().map(|output| (output.target, &output.plan)).chain(published_views);
+    for (target, plan) in outputs {
+        let collection = match target {
+            OutputTarget::View(view) => builder.view(view),
+            _ => builder.plan(plan),
+        };
+        let sink = if scope.index() == 0 { Some(make_sink(&target)?) } else { None };
+        let name = match target {
             OutputTarget::Table(table) => program.tables[table].name().to_owned(),
             OutputTarget::Print => "select".to_owned(),
+            OutputTarget::View(view) => program.views[view].name.clone(),
         };
-        let tables = watermark_tables(&output.plan);
+        let tables = watermark_tables(plan);
         let core = SinkCore {
             sink,
             buffer: Vec::new(),
@@ -126,17 +139,20 @@ fn watermark_tables(plan: &Plan) -> BTreeSet<u32> {
 }
 
 impl<'s> Builder<'s, '_> {
+    /// A view's collection, built once however many readers it has.
+    fn view(&mut self, view: usize) -> Collection<'s> {
+        if let Some(collection) = self.views.get(&view) {
+            return collection.clone();
+        }
+        let collection = self.plan(&self.program.views[view].plan);
+        self.views.insert(view, collection.clone());
+        collection
+    }
+
     fn plan(&mut self, plan: &Plan) -> Collection<'s> {
         match &plan.node {
             Node::TableScan { table } => self.table(*table),
-            Node::ViewScan { view } => {
-                if let Some(collection) = self.views.get(view) {
-                    return collection.clone();
-                }
-                let collection = self.plan(&self.program.views[*view].plan);
-                self.views.insert(*view, collection.clone());
-                collection
-            }
+            Node::ViewScan { view } => self.view(*view),
             Node::Filter { input, predicate } => {
                 let input = self.plan(input);
                 let predicate = predicate.clone();

@@ -21,6 +21,7 @@ pub fn dataflow(program: &Program) -> String {
         let name = match output.target {
             OutputTarget::Table(table) => program.tables[table].name().to_owned(),
             OutputTarget::Print => "select (stdout)".to_owned(),
+            OutputTarget::View(view) => format!("view {} (WebSocket)", program.views[view].name),
         };
         out.push_str(&format!("  Sink[{name}] [gathered on worker 0, consolidated per epoch]\n"));
         describe(program, &output.plan, 2, &mut out);

@@ -2,7 +2,8 @@
 //!
 //! A query file is parsed ([`sql`]), bound into a checked logical plan
 //! ([`plan`]), built into a dataflow ([`dataflow`]) and run by worker threads
-//! ([`runtime`]). [`cli`] is the `carbonflow` command line over all of it;
+//! ([`runtime`]); [`serve`] publishes views to WebSocket subscribers. [`cli`]
+//! is the `carbonflow` command line over all of it;
 //! everything a test needs is in this library.
 //!
 //! ```no_run
@@ -22,4 +23,5 @@ pub mod dataflow;
 pub mod explain;
 pub mod plan;
 pub mod runtime;
+pub mod serve;
 pub mod sql;

@@ -84,6 +84,10 @@ pub struct RunOptions {
     pub show_progress: bool,
     /// Set to ask the run to stop gracefully (Ctrl-C).
     pub stop: Arc<AtomicBool>,
+    /// The WebSocket server that publishes every view and `websocket` table
+    /// (see [`crate::serve`]); without one, views are not published and a
+    /// `websocket` table is an error.
+    pub server: Option<Arc<carbonflow_sinks::websocket::Server>>,
 }
 
 impl Default for RunOptions {
@@ -94,6 +98,7 @@ impl Default for RunOptions {
             dead_letter_path: None,
             show_progress: false,
             stop: Arc::new(AtomicBool::new(false)),
+            server: None,
         }
     }
 }
@@ -240,7 +245,18 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
     let guards = timely::execute(timely::Config::process(options.workers.max(1)), move |worker| {
         let program = &worker_program;
         let make_sink = |target: &OutputTarget| -> Result<Box<dyn Sink>, RunFailure> {
+            if let Some(name) = crate::serve::published_name(program, *target) {
+                let publisher = options.server.as_ref().and_then(|server| server.publisher(name));
+                return match publisher {
+                    Some(publisher) => Ok(Box::new(publisher)),
+                    None => Err(RunFailure::Sink {
+                        sink: name.to_owned(),
+                        message: carbonflow_sinks::SinkError::Unserved { table: name.to_owned() }.to_string(),
+                    }),
+                };
+            }
             match target {
+                OutputTarget::View(_) => unreachable!("views are published"),
                 OutputTarget::Table(table) => {
                     let config = connector_view(&program.tables[*table].connector);
                     carbonflow_sinks::create_sink(&config).map_err(|e| RunFailure::Sink {
@@ -256,7 +272,16 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
                 )),
             }
         };
-        let built = worker.dataflow::<Epoch, _, _>(|scope| build(scope, program, worker_dead_letters.clone(), &make_sink, worker_failure.clone()));
+        let built = worker.dataflow::<Epoch, _, _>(|scope| {
+            build(
+                scope,
+                program,
+                options.server.is_some(),
+                worker_dead_letters.clone(),
+                &make_sink,
+                worker_failure.clone(),
+            )
+        });
         let mut handles = match built {
             Ok(handles) => handles,
             Err(error) => {

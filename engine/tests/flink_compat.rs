@@ -277,7 +277,15 @@ fn a_closed_stdout_ends_the_run_quietly() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_carbonflow"))
         .current_dir(root)
-        .args(["run", "queries/quickstart.sql", "--no-progress", "--batch-size", "64"])
+        .args([
+            "run",
+            "queries/quickstart.sql",
+            "--no-progress",
+            "--batch-size",
+            "64",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

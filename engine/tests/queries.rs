@@ -28,7 +28,15 @@ fn header<'t>(text: &'t str, name: &str) -> Option<&'t str> {
 fn run(query: &Path, workers: usize, extra: &[String], dead_letters: u64) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_carbonflow"))
         .current_dir(repo_root())
-        .args(["run", query.to_str().expect("utf-8 path"), "--no-progress", "--workers", &workers.to_string()])
+        .args([
+            "run",
+            query.to_str().expect("utf-8 path"),
+            "--no-progress",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            &workers.to_string(),
+        ])
         .args(extra)
         .output()
         .expect("the carbonflow binary runs");

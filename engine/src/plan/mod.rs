@@ -103,6 +103,9 @@ pub enum OutputTarget {
     Table(usize),
     /// A bare `SELECT`: its changes are printed.
     Print,
+    /// A view at this index of [`Program::views`], published to WebSocket
+    /// subscribers. The runtime adds these outputs when a server runs.
+    View(usize),
 }
 
 /// A relational plan node with its output schema and time properties.
@@ -244,6 +247,39 @@ impl Plan {
                 vec![input]
             }
             Node::Join { left, right, .. } => vec![left, right],
+        }
+    }
+
+    /// Columns whose values identify a row: no two rows of the plan's result
+    /// share them at any time. Known for a primary-key table, a GROUP BY
+    /// (its keys), a session aggregate (partition and window start), and what
+    /// filters, projections that keep those columns, window assignment and
+    /// joins of keyed inputs preserve. WebSocket subscribers of a keyed view
+    /// get upserts and deletes by key instead of retractions and insertions.
+    pub fn unique_key(&self, program: &Program) -> Option<Vec<usize>> {
+        match &self.node {
+            Node::TableScan { table } => program.tables[*table].primary_key.clone(),
+            Node::ViewScan { view } => program.views[*view].plan.unique_key(program),
+            Node::Filter { input, .. } => input.unique_key(program),
+            Node::Project { input, exprs } => input
+                .unique_key(program)?
+                .iter()
+                .map(|column| exprs.iter().position(|expr| matches!(expr, Expr::Column(c) if c == column)))
+                .collect(),
+            Node::WindowAssign { input, .. } => {
+                let mut key = input.unique_key(program)?;
+                key.push(input.schema.fields.len());
+                Some(key)
+            }
+            Node::Aggregate { keys, .. } => Some((0..keys.len()).collect()),
+            Node::SessionAggregate { partition, .. } => Some((0..=partition.len()).collect()),
+            Node::MatchRecognize { .. } => None,
+            Node::Join { left, right, .. } => {
+                let mut key = left.unique_key(program)?;
+                let width = left.schema.fields.len();
+                key.extend(right.unique_key(program)?.into_iter().map(|column| column + width));
+                Some(key)
+            }
         }
     }
 
@@ -394,6 +430,7 @@ impl fmt::Display for Program {
             let target = match output.target {
                 OutputTarget::Table(table) => format!("insert into {}", self.tables[table].name()),
                 OutputTarget::Print => "select (printed)".to_owned(),
+                OutputTarget::View(view) => format!("publish view {}", self.views[view].name),
             };
             let mut tree = String::new();
             output.plan.explain(self, 1, &mut tree);

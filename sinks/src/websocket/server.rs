@@ -85,6 +85,12 @@ pub struct Server {
     local_addr: SocketAddr,
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
 /// What every connection task shares.
 struct Context {
     hub: Arc<Hub>,
@@ -217,6 +223,8 @@ fn presented_token(request: &Request) -> Option<String> {
 }
 
 /// Checks path, token and subprotocol; on success records what was agreed.
+/// (The error type is tungstenite's handshake callback contract.)
+#[allow(clippy::result_large_err)]
 fn admit(request: &Request, mut response: Response, auth: Option<&AuthConfig>, admission: &mut Option<Admission>) -> Result<Response, ErrorResponse> {
     if request.uri().path() != STREAM_PATH {
         return Err(refuse(StatusCode::NOT_FOUND, &format!("carbonflow streams at {STREAM_PATH}")));
@@ -276,6 +284,7 @@ enum Ending {
 
 type Socket = WebSocketStream<TcpStream>;
 
+#[allow(clippy::result_large_err)] // the handshake callback's contract, see `admit`
 async fn serve_connection(stream: TcpStream, context: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
     let mut admission = None;
