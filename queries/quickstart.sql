@@ -3,8 +3,8 @@
 --   cargo run --release -- run queries/quickstart.sql
 --
 -- The simulator publishes a real-time LMP for 1,000 nodes in PJM, MISO, SPP
--- and ERCOT every 5 minutes of simulated time (6 hours here, as fast as the
--- machine goes) and now and then revises a price it already published. The
+-- and ERCOT every 5 minutes of simulated time (6 hours here, at 20,000 prices
+-- a second) and now and then revises a price it already published. The
 -- primary key turns each revision into a retraction plus an insertion, so the
 -- hourly averages below are always computed from the corrected prices.
 
@@ -25,10 +25,13 @@ CREATE TABLE ticks (
   'nodes' = '1000',
   'interval' = '5 min',
   'start' = '2024-07-01 00:00:00',
-  'number-of-rows' = '72000'
+  'number-of-rows' = '72000',
+  'rows-per-second' = '20000'
 );
 
--- Trading hubs only: the prices a desk quotes.
+-- Trading hubs only: the prices a desk quotes. Every view is live over
+-- WebSocket while the query runs (ws://127.0.0.1:8080/v1/stream), e.g.
+--   python3 examples/python/subscribe.py hub_prices
 CREATE VIEW hub_prices AS
 SELECT market, node, ts, price
 FROM ticks

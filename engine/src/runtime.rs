@@ -66,6 +66,9 @@ pub enum RunFailure {
         /// What went wrong.
         message: String,
     },
+    /// The file's only results are views, and no server publishes them.
+    #[error("the file's only results are views, which only the WebSocket server publishes (run it without --no-server)")]
+    NothingToDo,
     /// timely could not start its workers.
     #[error("could not start the workers: {0}")]
     Workers(String),
@@ -232,6 +235,9 @@ impl SourceState {
 
 /// Runs a program to completion (bounded sources) or until `options.stop`.
 pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, RunFailure> {
+    if program.outputs.is_empty() && options.server.is_none() {
+        return Err(RunFailure::NothingToDo);
+    }
     let started = Instant::now();
     let dead_letters = DeadLetters::new(options.dead_letter_path.as_deref())?;
     let failure = Arc::new(RunFailureSlot::default());

@@ -37,6 +37,9 @@ pub struct ClientOptions {
     pub max_backoff: Duration,
     /// Consecutive failed connection attempts before giving up (`None`: never).
     pub max_attempts: Option<u32>,
+    /// The kernel receive buffer, for a client that reads slowly and prefers
+    /// conflated changes to a backlog of stale ones (`None`: the system's).
+    pub receive_buffer: Option<u32>,
 }
 
 impl ClientOptions {
@@ -49,6 +52,7 @@ impl ClientOptions {
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
             max_attempts: None,
+            receive_buffer: None,
         }
     }
 }
@@ -85,7 +89,7 @@ pub enum ClientError {
 }
 
 /// What the last message did to the replica.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventKind {
     /// The replica was replaced by a snapshot.
     Snapshot,
@@ -424,7 +428,14 @@ impl Subscriber {
             headers.insert(header::AUTHORIZATION, value);
         }
         let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
-        match tokio_tungstenite::connect_async_with_config(request, Some(config), true).await {
+        let connected = match self.options.receive_buffer {
+            None => tokio_tungstenite::connect_async_with_config(request, Some(config), true).await,
+            Some(size) => {
+                let stream = connect_with_receive_buffer(&request, size).await.map_err(|e| Attempt::Failed(e.to_string()))?;
+                tokio_tungstenite::client_async_with_config(request, MaybeTlsStream::Plain(stream), Some(config)).await
+            }
+        };
+        match connected {
             Ok((socket, _)) => Ok(socket),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status().is_client_error() => {
                 let body = response
@@ -454,4 +465,24 @@ impl Subscriber {
 enum Attempt {
     Refused(ClientError),
     Failed(String),
+}
+
+/// A TCP connection to the request's host with a small receive buffer (plain `ws://` only).
+async fn connect_with_receive_buffer(request: &tokio_tungstenite::tungstenite::handshake::client::Request, size: u32) -> std::io::Result<TcpStream> {
+    let uri = request.uri();
+    let host = uri.host().unwrap_or("127.0.0.1");
+    let port = uri.port_u16().unwrap_or(80);
+    let address = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{host} has no address")))?;
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_recv_buffer_size(size)?;
+    let stream = socket.connect(address).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }

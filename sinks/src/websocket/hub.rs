@@ -42,10 +42,18 @@ impl Default for HubLimits {
     }
 }
 
-/// What publishers send to the hub.
+/// What publishers send to the hub. A batch travels with the frontier of its
+/// epoch, so a version and its frontier are applied together.
 enum HubEvent {
-    Batch { view: usize, updates: Vec<(Row, Diff)> },
-    Frontier { view: usize, frontier: Millis },
+    Batch {
+        view: usize,
+        updates: Vec<(Row, Diff)>,
+        frontier: Option<Millis>,
+    },
+    Frontier {
+        view: usize,
+        frontier: Millis,
+    },
 }
 
 /// Counters of the hub, for tests, metrics and logs.
@@ -226,10 +234,13 @@ impl Hub {
 
     fn apply(&self, event: HubEvent) {
         match event {
-            HubEvent::Batch { view, updates } => {
+            HubEvent::Batch { view, updates, frontier } => {
                 let mut entry = lock(&self.views[view]);
                 let ViewEntry { state, subscribers } = &mut *entry;
                 state.apply(&updates);
+                if let Some(frontier) = frontier {
+                    state.advance_frontier(frontier);
+                }
                 let changes = state.latest_changes().expect("a version was just applied");
                 self.stats.versions.fetch_add(1, Ordering::Relaxed);
                 let (version, frontier) = (state.version(), state.frontier());
@@ -292,15 +303,19 @@ impl HubChannel {
             view,
             sender: self.sender.clone(),
             frontier: None,
+            batch: None,
         }
     }
 }
 
-/// Publishes one view's changes to the hub (runs on worker 0).
+/// Publishes one view's changes to the hub (runs on worker 0). The engine
+/// calls `on_progress` right after `on_batch` for the same epoch; the batch
+/// waits for it so that it reaches the hub with its frontier.
 pub struct Publisher {
     view: usize,
     sender: mpsc::Sender<HubEvent>,
     frontier: Option<Millis>,
+    batch: Option<Vec<(Row, Diff)>>,
 }
 
 impl Publisher {
@@ -310,28 +325,44 @@ impl Publisher {
             path: "websocket server".into(),
         })
     }
+
+    fn send_batch(&mut self) -> Result<(), SinkError> {
+        match self.batch.take() {
+            Some(updates) => self.send(HubEvent::Batch {
+                view: self.view,
+                updates,
+                frontier: self.frontier,
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Sink for Publisher {
     fn on_batch(&mut self, _epoch: Epoch, updates: &[(Row, Diff)]) -> Result<(), SinkError> {
-        self.send(HubEvent::Batch {
-            view: self.view,
-            updates: updates.to_vec(),
-        })
+        self.send_batch()?;
+        self.batch = Some(updates.to_vec());
+        Ok(())
     }
 
     fn on_progress(&mut self, _epoch: Epoch, watermark: Watermark) -> Result<(), SinkError> {
-        if watermark == Watermark::MIN || self.frontier == Some(watermark.0) {
-            return Ok(());
+        let advanced = watermark != Watermark::MIN && self.frontier != Some(watermark.0);
+        if advanced {
+            self.frontier = Some(watermark.0);
         }
-        self.frontier = Some(watermark.0);
-        self.send(HubEvent::Frontier {
-            view: self.view,
-            frontier: watermark.0,
-        })
+        if self.batch.is_some() {
+            self.send_batch()
+        } else if advanced {
+            self.send(HubEvent::Frontier {
+                view: self.view,
+                frontier: watermark.0,
+            })
+        } else {
+            Ok(())
+        }
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
-        Ok(())
+        self.send_batch()
     }
 }

@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub heartbeat: Duration,
     /// Memory bounds.
     pub limits: HubLimits,
+    /// The kernel send buffer of each connection. Kept small so that a slow
+    /// reader's backlog stays in the server, where it is conflated by key,
+    /// rather than queuing stale frames in the kernel.
+    pub send_buffer: usize,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +55,7 @@ impl Default for ServerConfig {
             auth: None,
             heartbeat: Duration::from_secs(1),
             limits: HubLimits::default(),
+            send_buffer: 64 * 1024,
         }
     }
 }
@@ -96,6 +101,7 @@ struct Context {
     hub: Arc<Hub>,
     auth: Option<AuthConfig>,
     heartbeat: Duration,
+    send_buffer: usize,
 }
 
 impl Server {
@@ -126,6 +132,7 @@ impl Server {
             hub: hub.clone(),
             auth: config.auth,
             heartbeat: config.heartbeat,
+            send_buffer: config.send_buffer,
         });
         let accept_task = runtime.spawn(accept_loop(listener, context, shutdown_signal));
         Ok(Server {
@@ -287,6 +294,7 @@ type Socket = WebSocketStream<TcpStream>;
 #[allow(clippy::result_large_err)] // the handshake callback's contract, see `admit`
 async fn serve_connection(stream: TcpStream, context: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
+    let _ = socket2::SockRef::from(&stream).set_send_buffer_size(context.send_buffer);
     let mut admission = None;
     let config = WebSocketConfig::default().max_message_size(Some(1 << 20)).max_frame_size(Some(1 << 20));
     let accepted = tokio_tungstenite::accept_hdr_async_with_config(

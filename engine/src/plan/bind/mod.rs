@@ -64,8 +64,8 @@ pub fn bind_program(file: &ParsedFile, check_connector: &dyn Fn(&ConnectorConfig
             Statement::Set { key, value, span } => binder.set(key, value, *span)?,
         }
     }
-    if binder.program.outputs.is_empty() {
-        return Err(SqlError::general("the file has no INSERT INTO or SELECT, so it produces nothing"));
+    if binder.program.outputs.is_empty() && binder.program.views.is_empty() {
+        return Err(SqlError::general("the file has no CREATE VIEW, INSERT INTO or SELECT, so it produces nothing"));
     }
     for (table, span) in binder.program.tables.iter().zip(&binder.table_spans) {
         if table.role == TableRole::Unused {
