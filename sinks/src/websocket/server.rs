@@ -229,6 +229,20 @@ fn presented_token(request: &Request) -> Option<String> {
     })
 }
 
+/// Whether the request comes from a program (no `Origin`) or a page served
+/// locally (`file://` pages send `null`; `http://localhost:...`, `http://127.0.0.1:...`).
+fn local_origin(request: &Request) -> bool {
+    let Some(origin) = request.headers().get(header::ORIGIN).and_then(|value| value.to_str().ok()) else {
+        return true;
+    };
+    let host = origin.split("://").nth(1).unwrap_or("");
+    let host = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(host, _)| host);
+    origin == "null" || matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
 /// Checks path, token and subprotocol; on success records what was agreed.
 /// (The error type is tungstenite's handshake callback contract.)
 #[allow(clippy::result_large_err)]
@@ -237,6 +251,13 @@ fn admit(request: &Request, mut response: Response, auth: Option<&AuthConfig>, a
         return Err(refuse(StatusCode::NOT_FOUND, &format!("carbonflow streams at {STREAM_PATH}")));
     }
     let grant = match auth {
+        None if !local_origin(request) => {
+            // Without tokens, a page from another site in the user's browser must not read the views.
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "without tokens only local pages (file:// or localhost) may connect",
+            ));
+        }
         None => None,
         Some(auth) => {
             let token = presented_token(request).ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
@@ -564,4 +585,64 @@ async fn send_all(writer: &mut Writer, frames: Vec<Message>) -> Result<(), Endin
 async fn close(writer: &mut Writer, code: CloseCode, reason: String) {
     let frame = CloseFrame { code, reason: reason.into() };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.send(Message::Close(Some(frame)))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str, headers: &[(&str, &str)]) -> Request {
+        let mut builder = Request::builder().uri(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap()
+    }
+
+    fn admitted(request: &Request, auth: Option<&AuthConfig>) -> Result<(Option<String>, Encoding, bool), StatusCode> {
+        let mut admission = None;
+        match admit(request, Response::new(()), auth, &mut admission) {
+            Ok(response) => {
+                let protocol = response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).map(|v| v.to_str().unwrap().to_owned());
+                let admission = admission.expect("recorded");
+                Ok((protocol, admission.encoding, admission.grant.is_some()))
+            }
+            Err(refusal) => Err(refusal.status()),
+        }
+    }
+
+    #[test]
+    fn the_handshake_checks_path_subprotocol_origin_and_token() {
+        assert_eq!(admitted(&request("/other", &[]), None), Err(StatusCode::NOT_FOUND));
+        assert_eq!(admitted(&request("/v1/stream", &[]), None), Ok((None, Encoding::MessagePack, false)));
+        let json = request("/v1/stream", &[("sec-websocket-protocol", "x, carbonflow.v1.json")]);
+        assert_eq!(admitted(&json, None), Ok((Some(JSON_PROTOCOL.into()), Encoding::Json, false)));
+        let both = request("/v1/stream", &[("sec-websocket-protocol", "carbonflow.v1.json, carbonflow.v1.msgpack")]);
+        assert_eq!(admitted(&both, None).unwrap().1, Encoding::MessagePack);
+        assert_eq!(
+            admitted(&request("/v1/stream", &[("sec-websocket-protocol", "mqtt")]), None),
+            Err(StatusCode::BAD_REQUEST)
+        );
+
+        for origin in ["null", "http://localhost:5173", "http://127.0.0.1", "http://[::1]:8000"] {
+            assert!(admitted(&request("/v1/stream", &[("origin", origin)]), None).is_ok(), "{origin}");
+        }
+        for origin in ["https://evil.example", "http://localhost.evil.example", "http://127.0.0.1.nip.io:80"] {
+            assert_eq!(
+                admitted(&request("/v1/stream", &[("origin", origin)]), None),
+                Err(StatusCode::FORBIDDEN),
+                "{origin}"
+            );
+        }
+
+        let auth = AuthConfig::parse("[[token]]\ntoken = \"t0k\"\nviews = [\"*\"]").unwrap();
+        assert_eq!(admitted(&request("/v1/stream", &[]), Some(&auth)), Err(StatusCode::UNAUTHORIZED));
+        assert_eq!(
+            admitted(&request("/v1/stream", &[("authorization", "Bearer nope")]), Some(&auth)),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert!(admitted(&request("/v1/stream", &[("authorization", "Bearer t0k")]), Some(&auth)).unwrap().2);
+        let from_browser = request("/v1/stream?view=x&token=t0k", &[("origin", "https://desk.example")]);
+        assert!(admitted(&from_browser, Some(&auth)).unwrap().2, "with tokens any origin may connect");
+    }
 }
