@@ -9,8 +9,10 @@
 //! twice; the server answers with the missed changes, or with a fresh
 //! snapshot when its history no longer reaches back that far.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use foldhash::HashMap;
 
 use carbonflow_core::{Diff, Row};
 use futures_util::{SinkExt, StreamExt};
@@ -199,6 +201,8 @@ pub struct Subscriber {
     reconnects: u64,
     resyncs: u64,
     last_close: Option<u16>,
+    /// The rows the last diff upserted or inserted.
+    last_added: Vec<Row>,
 }
 
 impl Subscriber {
@@ -216,12 +220,19 @@ impl Subscriber {
             reconnects: 0,
             resyncs: 0,
             last_close: None,
+            last_added: Vec::new(),
         }
     }
 
     /// The replica, as of the last event.
     pub fn replica(&self) -> &Replica {
         &self.replica
+    }
+
+    /// The rows the last diff upserted or inserted (none after other events):
+    /// what a screen would highlight, or a latency probe would time.
+    pub fn last_added(&self) -> &[Row] {
+        &self.last_added
     }
 
     /// How many times the connection was re-established.
@@ -285,6 +296,7 @@ impl Subscriber {
     /// Applies a message; `None` when it was not for this subscription or forced a resync.
     async fn apply(&mut self, message: ServerMessage) -> Result<Option<Event>, ClientError> {
         let expected_seq = self.position.map(|(seq, _)| seq);
+        self.last_added.clear();
         let event = match message {
             ServerMessage::Snapshot {
                 sub,
@@ -317,6 +329,7 @@ impl Subscriber {
                     return Ok(None);
                 }
                 self.replica.remove(deletes);
+                self.last_added.extend(upserts.iter().chain(&inserts).map(|WireRow(row)| row.clone()));
                 self.replica.add(upserts);
                 self.replica.add(inserts);
                 Event {

@@ -10,7 +10,7 @@
 //! close. Worker threads thus never wait on a socket, and server memory is the
 //! views, their bounded histories and at most the bound per subscription.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -9,7 +9,9 @@
 //! without a key keeps a multiset of rows and describes changes as signed
 //! counts.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 
 use carbonflow_core::{DataType, Datum, Diff, Millis, Row, Schema};
 
@@ -133,9 +135,9 @@ impl Changes {
     /// No changes, of the kind the view needs.
     pub fn empty(view: &ViewSchema) -> Changes {
         if view.key.is_some() {
-            Changes::Keyed(HashMap::new())
+            Changes::Keyed(HashMap::default())
         } else {
-            Changes::Counted(HashMap::new())
+            Changes::Counted(HashMap::default())
         }
     }
 
@@ -229,9 +231,9 @@ impl ViewState {
     /// changed keys or rows of recent versions for resumes.
     pub fn new(schema: ViewSchema, first_version: u64, history_limit: usize) -> Self {
         let contents = if schema.key.is_some() {
-            Contents::Keyed(HashMap::new())
+            Contents::Keyed(HashMap::default())
         } else {
-            Contents::Counted(HashMap::new())
+            Contents::Counted(HashMap::default())
         };
         ViewState {
             schema,
@@ -271,7 +273,7 @@ impl ViewState {
     pub fn apply(&mut self, updates: &[(Row, Diff)]) {
         let changes = match (&mut self.contents, &self.schema.key) {
             (Contents::Keyed(rows), Some(key)) => {
-                let mut changes = HashMap::new();
+                let mut changes = HashMap::default();
                 for (row, _) in updates.iter().filter(|(_, diff)| *diff < 0) {
                     let key = row.project(key);
                     rows.remove(&key);
@@ -285,7 +287,7 @@ impl ViewState {
                 Changes::Keyed(changes)
             }
             (Contents::Counted(rows), _) => {
-                let mut changes = HashMap::new();
+                let mut changes = HashMap::default();
                 for (row, diff) in updates {
                     let count = rows.entry(row.clone()).or_default();
                     *count += diff;
