@@ -33,13 +33,23 @@ fn the_python_example_decodes_the_quickstart_view_live_on_the_default_address() 
         .expect("carbonflow starts");
     let started = Instant::now();
     while TcpStream::connect("127.0.0.1:8080").is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "the server did not listen on the default address 127.0.0.1:8080");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the server did not listen on the default address 127.0.0.1:8080"
+        );
         assert!(engine.try_wait().unwrap().is_none(), "carbonflow exited early (is port 8080 taken?)");
         std::thread::sleep(Duration::from_millis(20));
     }
     let subscriber = Command::new(&python)
         .current_dir(&root)
-        .args(["examples/python/subscribe.py", "hub_prices", "--print-messages", "--exit-when-complete", "--filter", "market=PJM"])
+        .args([
+            "examples/python/subscribe.py",
+            "hub_prices",
+            "--print-messages",
+            "--exit-when-complete",
+            "--filter",
+            "market=PJM",
+        ])
         .output()
         .expect("the example runs");
     let _ = engine.kill();
@@ -51,7 +61,10 @@ fn the_python_example_decodes_the_quickstart_view_live_on_the_default_address() 
         String::from_utf8_lossy(&subscriber.stderr),
         String::from_utf8_lossy(&engine_output.stderr)
     );
-    let messages: Vec<serde_json::Value> = stdout.lines().map(|line| serde_json::from_str(line).expect("a JSON line per message")).collect();
+    let messages: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line per message"))
+        .collect();
     let snapshot = &messages[0];
     assert_eq!(snapshot["type"], "snapshot");
     let columns: Vec<&str> = snapshot["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
@@ -62,7 +75,11 @@ fn the_python_example_decodes_the_quickstart_view_live_on_the_default_address() 
         .filter(|m| m["type"] == "diff")
         .flat_map(|m| m["upserts"].as_array().into_iter().flatten())
         .collect();
-    assert!(messages.iter().filter(|m| m["type"] == "diff").count() > 1, "the view changed live: {} messages", messages.len());
+    assert!(
+        messages.iter().filter(|m| m["type"] == "diff").count() > 1,
+        "the view changed live: {} messages",
+        messages.len()
+    );
     assert!(!upserts.is_empty());
     for row in upserts {
         assert_eq!(row[0], "PJM", "the filter keeps PJM rows only: {row}");

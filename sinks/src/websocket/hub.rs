@@ -30,6 +30,10 @@ pub struct HubLimits {
     pub pending: usize,
     /// Batches queued between the publishers and the hub.
     pub channel: usize,
+    /// Open connections; more are refused (HTTP 503).
+    pub connections: usize,
+    /// Subscriptions on one connection; more are refused (`too_many_subscriptions`).
+    pub subscriptions_per_connection: usize,
 }
 
 impl Default for HubLimits {
@@ -38,6 +42,8 @@ impl Default for HubLimits {
             history: 100_000,
             pending: 50_000,
             channel: 1024,
+            connections: 1024,
+            subscriptions_per_connection: 64,
         }
     }
 }

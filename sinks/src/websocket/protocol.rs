@@ -109,6 +109,8 @@ pub enum ErrorCode {
     DuplicateSubscription,
     /// `unsubscribe` of an id that is not subscribed.
     UnknownSubscription,
+    /// The connection already has as many subscriptions as the server allows.
+    TooManySubscriptions,
 }
 
 /// A message from the server. `seq` numbers a subscription's snapshot and

@@ -189,7 +189,11 @@ async fn accept_loop(listener: TcpListener, context: Arc<Context>, mut shutdown:
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    connections.spawn(serve_connection(stream, context.clone(), shutdown.clone()));
+                    if connections.len() < context.hub.limits().connections {
+                        connections.spawn(serve_connection(stream, context.clone(), shutdown.clone()));
+                    } else {
+                        connections.spawn(turn_away(stream));
+                    }
                 }
             }
             _ = shutdown.changed() => break,
@@ -197,6 +201,13 @@ async fn accept_loop(listener: TcpListener, context: Arc<Context>, mut shutdown:
         }
     }
     while connections.join_next().await.is_some() {}
+}
+
+/// Answers a connection over the limit with HTTP 503.
+#[allow(clippy::result_large_err)] // the handshake callback's contract, see `admit`
+async fn turn_away(stream: TcpStream) {
+    let refusal = |_: &Request, _: Response| Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections; retry later"));
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, tokio_tungstenite::accept_hdr_async(stream, refusal)).await;
 }
 
 /// What the handshake settled.
@@ -378,7 +389,7 @@ impl Connection {
                 }
             }
             if self.signal.overflowed.load(Ordering::Acquire) {
-                let reason = format!("slow consumer: more than {} changes pending", self.context.hub_limits_pending());
+                let reason = format!("slow consumer: more than {} changes pending", self.context.hub.limits().pending);
                 close(&mut writer, CloseCode::from(CLOSE_SLOW_CONSUMER), reason).await;
                 return Some(Ending::TooSlow);
             }
@@ -390,7 +401,7 @@ impl Connection {
             match sent {
                 Ok(()) => {}
                 Err(Ending::TooSlow) => {
-                    let reason = format!("slow consumer: more than {} changes pending", self.context.hub_limits_pending());
+                    let reason = format!("slow consumer: more than {} changes pending", self.context.hub.limits().pending);
                     close(&mut writer, CloseCode::from(CLOSE_SLOW_CONSUMER), reason).await;
                     return Some(Ending::TooSlow);
                 }
@@ -452,6 +463,10 @@ impl Connection {
             ));
         }
         let hub = &self.context.hub;
+        let limit = hub.limits().subscriptions_per_connection;
+        if self.subscriptions.len() >= limit {
+            return Err((ErrorCode::TooManySubscriptions, format!("a connection may hold {limit} subscriptions")));
+        }
         let index = hub
             .view_index(view)
             .ok_or_else(|| (ErrorCode::UnknownView, format!("no view or websocket table named '{view}'")))?;
@@ -542,12 +557,6 @@ impl Connection {
     }
 }
 
-impl Context {
-    fn hub_limits_pending(&self) -> usize {
-        self.hub.limits().pending
-    }
-}
-
 fn diff_message(sub: SubscriptionId, seq: u64, version: u64, frontier: Option<i64>, keyed: bool, changes: super::view::Changes) -> ServerMessage {
     let (added, removed) = changes.into_parts();
     let added: Vec<WireRow> = added.into_iter().map(WireRow).collect();
@@ -589,6 +598,8 @@ async fn close(writer: &mut Writer, code: CloseCode, reason: String) {
 
 #[cfg(test)]
 mod tests {
+    use carbonflow_core::{DataType, Field, Schema};
+
     use super::*;
 
     fn request(uri: &str, headers: &[(&str, &str)]) -> Request {
@@ -644,5 +655,50 @@ mod tests {
         assert!(admitted(&request("/v1/stream", &[("authorization", "Bearer t0k")]), Some(&auth)).unwrap().2);
         let from_browser = request("/v1/stream?view=x&token=t0k", &[("origin", "https://desk.example")]);
         assert!(admitted(&from_browser, Some(&auth)).unwrap().2, "with tokens any origin may connect");
+    }
+
+    #[test]
+    fn connections_and_subscriptions_per_connection_are_bounded() {
+        let view = ViewSchema {
+            name: "v".into(),
+            schema: Schema::new(vec![Field::new("k", DataType::Int)]),
+            key: Some(vec![0]),
+        };
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            limits: HubLimits {
+                connections: 1,
+                subscriptions_per_connection: 2,
+                ..HubLimits::default()
+            },
+            ..ServerConfig::default()
+        };
+        let server = Server::start(config, vec![view]).unwrap();
+        let url = format!("ws://{}{STREAM_PATH}", server.local_addr());
+        let client = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        client.block_on(async {
+            let (mut first, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+            let mut replies = Vec::new();
+            for id in 1..=3 {
+                let subscribe = ClientMessage::Subscribe {
+                    id,
+                    view: "v".into(),
+                    filter: Default::default(),
+                    resume_from: None,
+                    resume_version: None,
+                };
+                first.send(Encoding::MessagePack.encode(&subscribe)).await.unwrap();
+                let frame = first.next().await.unwrap().unwrap();
+                replies.push(Encoding::MessagePack.decode::<ServerMessage>(&frame).unwrap().unwrap());
+            }
+            assert!(matches!(replies[0], ServerMessage::Snapshot { sub: 1, .. }));
+            assert!(matches!(replies[1], ServerMessage::Snapshot { sub: 2, .. }));
+            assert!(matches!(replies[2], ServerMessage::Error { code: ErrorCode::TooManySubscriptions, .. }), "{:?}", replies[2]);
+            match tokio_tungstenite::connect_async(url.as_str()).await {
+                Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE),
+                other => panic!("a second connection: {:?}", other.map(|_| ())),
+            }
+        });
+        server.shutdown(Duration::from_secs(1));
     }
 }
