@@ -80,6 +80,7 @@ mod tests {
             table: "t".into(),
             schema: Schema::default(),
             event_time_column: None,
+            primary_key: None,
             options,
         }
     }

@@ -244,6 +244,7 @@ impl Binder {
             table: table.name.value.clone(),
             schema,
             event_time_column: watermark.map(|w| w.column),
+            primary_key: primary_key.clone(),
             options,
         };
         if connector.option("connector").is_none() {
