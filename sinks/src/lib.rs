@@ -10,12 +10,16 @@
 //! * `blackhole` ([`blackhole`]): discards everything (for benchmarks).
 //! * `filesystem` ([`filesystem`]): CSV or JSON lines, either the final
 //!   consolidated rows (the default) or the changelog.
+//! * `webhook` ([`webhook`]): signed HTTP POSTs to a partner, through a
+//!   durable outbox, with retries and an audit trail.
 
 pub mod blackhole;
+mod duration;
 pub mod error;
 pub mod filesystem;
 pub mod print;
 pub mod text;
+pub mod webhook;
 
 pub use error::SinkError;
 
@@ -46,7 +50,7 @@ pub trait Sink: Send {
 }
 
 /// The connector names that [`create_sink`] accepts.
-pub const CONNECTORS: &[&str] = &["print", "blackhole", "filesystem"];
+pub const CONNECTORS: &[&str] = &["print", "blackhole", "filesystem", "webhook"];
 
 /// Checks a sink table's options without creating anything.
 pub fn validate_sink(config: &ConnectorConfig) -> Result<(), OptionError> {
@@ -54,6 +58,7 @@ pub fn validate_sink(config: &ConnectorConfig) -> Result<(), OptionError> {
         "print" => print::PrintSinkOptions::parse(config).map(|_| ()),
         "blackhole" => blackhole::validate(config),
         "filesystem" => filesystem::FilesystemSinkOptions::parse(config).map(|_| ()),
+        "webhook" => webhook::WebhookSinkOptions::parse(config).map(|_| ()),
         other => Err(OptionError::unknown_connector(other, CONNECTORS)),
     }
 }
@@ -64,6 +69,7 @@ pub fn create_sink(config: &ConnectorConfig) -> Result<Box<dyn Sink>, SinkError>
         "print" => Ok(Box::new(print::PrintSink::stdout(config)?)),
         "blackhole" => Ok(Box::new(blackhole::BlackholeSink::new(config)?)),
         "filesystem" => Ok(Box::new(filesystem::FilesystemSink::new(config)?)),
+        "webhook" => Ok(Box::new(webhook::WebhookSink::new(config)?)),
         other => Err(OptionError::unknown_connector(other, CONNECTORS).into()),
     }
 }
