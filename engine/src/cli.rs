@@ -56,6 +56,12 @@ pub enum Command {
         #[arg(long)]
         no_progress: bool,
     },
+    /// Inspect a webhook sink's outbox: delivery attempts, endpoint status, replays.
+    Webhooks {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::webhooks_cli::WebhooksCommand,
+    },
 }
 
 /// A query file that failed to load, rendered for a person.
@@ -154,6 +160,7 @@ pub fn run(cli: Cli) -> ExitCode {
             print!("{}", formats_listing());
             ExitCode::SUCCESS
         }
+        Command::Webhooks { command } => crate::webhooks_cli::run(command),
         Command::Run {
             file,
             workers,

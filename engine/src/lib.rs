@@ -23,3 +23,4 @@ pub mod explain;
 pub mod plan;
 pub mod runtime;
 pub mod sql;
+pub mod webhooks_cli;
