@@ -143,20 +143,8 @@ impl WebhookSinkOptions {
                 expected: "file path".into(),
             });
         }
-        let format = config
-            .parsed(FORMAT, "format ('json' or 'msgpack')", |text| match text.to_ascii_lowercase().as_str() {
-                "json" => Some(BodyFormat::Json),
-                "msgpack" => Some(BodyFormat::MessagePack),
-                _ => None,
-            })?
-            .unwrap_or(BodyFormat::Json);
-        let retractions = config
-            .parsed(RETRACTIONS, "choice ('ignore' or 'deliver')", |text| match text.to_ascii_lowercase().as_str() {
-                "ignore" => Some(Retractions::Ignore),
-                "deliver" => Some(Retractions::Deliver),
-                _ => None,
-            })?
-            .unwrap_or(Retractions::Ignore);
+        let format = choice(config, FORMAT, &[("json", BodyFormat::Json), ("msgpack", BodyFormat::MessagePack)])?;
+        let retractions = choice(config, RETRACTIONS, &[("ignore", Retractions::Ignore), ("deliver", Retractions::Deliver)])?;
         if retractions == Retractions::Deliver && config.schema.index_of(OP_KEY).is_some() {
             return Err(OptionError::Column {
                 column: OP_KEY.into(),
@@ -197,6 +185,16 @@ impl WebhookSinkOptions {
     }
 }
 
+/// One of a few words (case-insensitive); the first is the default.
+fn choice<T: Copy>(config: &ConnectorConfig, key: &str, choices: &[(&str, T)]) -> Result<T, OptionError> {
+    let names: Vec<String> = choices.iter().map(|(name, _)| format!("'{name}'")).collect();
+    let expected = format!("choice ({})", names.join(" or "));
+    let chosen = config.parsed(key, &expected, |text| {
+        choices.iter().find(|(name, _)| name.eq_ignore_ascii_case(text.trim())).map(|(_, value)| *value)
+    })?;
+    Ok(chosen.unwrap_or(choices[0].1))
+}
+
 fn parse_url(text: &str, allow_private_network: bool) -> Result<Url, OptionError> {
     let invalid = |expected: String| OptionError::Invalid {
         key: URL.into(),
@@ -230,8 +228,6 @@ fn parse_rate(text: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use carbonflow_core::{DataType, Field, Schema};
 
     use super::*;
@@ -239,25 +235,15 @@ mod tests {
     const SECRET_VALUE: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
     fn config(options: &[(&str, &str)], columns: &[&str]) -> ConnectorConfig {
-        let mut map: BTreeMap<String, String> = [
+        let mut all = vec![
             ("connector", "webhook"),
             (URL, "https://partner.example.com/hook"),
             (SECRET, SECRET_VALUE),
             (OUTBOX, "out.redb"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-        for (key, value) in options {
-            map.insert((*key).to_owned(), (*value).to_owned());
-        }
-        ConnectorConfig {
-            table: "alerts".into(),
-            schema: Schema::new(columns.iter().map(|name| Field::new(*name, DataType::String)).collect()),
-            event_time_column: None,
-            primary_key: None,
-            options: map,
-        }
+        ];
+        all.extend_from_slice(options);
+        let schema = Schema::new(columns.iter().map(|name| Field::new(*name, DataType::String)).collect());
+        crate::webhook::tests::declaration("alerts", schema, &all)
     }
 
     #[test]

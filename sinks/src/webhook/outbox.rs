@@ -240,6 +240,11 @@ impl Outbox {
         &self.path
     }
 
+    /// Runs redb work, naming the file in its error.
+    fn stored<T>(&self, work: impl FnOnce() -> Stored<T>) -> Result<T, OutboxError> {
+        work().map_err(|error| self.error(error))
+    }
+
     fn error(&self, error: StoreError) -> OutboxError {
         OutboxError::Storage {
             path: self.path.display().to_string(),
@@ -262,7 +267,7 @@ impl Outbox {
     /// Records the endpoint's URL (it may have changed since the last run)
     /// and gives what the outbox knows of its health.
     pub(crate) fn register_endpoint(&self, name: &str, url: &str) -> Result<EndpointRecord, OutboxError> {
-        let stored = || -> Stored<EndpointRecord> {
+        self.stored(|| -> Stored<EndpointRecord> {
             let txn = self.db.begin_write()?;
             let record = {
                 let mut endpoints = txn.open_table(ENDPOINTS)?;
@@ -273,15 +278,14 @@ impl Outbox {
             };
             txn.commit()?;
             Ok(record)
-        };
-        stored().map_err(|error| self.error(error))
+        })
     }
 
     /// Writes the messages not already held, pending for `endpoint` and due
     /// at `now_ms`, and commits: when this returns they are on disk. Gives
     /// the new ones, in order.
     pub(crate) fn enqueue(&self, endpoint: &str, now_ms: i64, messages: &[NewMessage]) -> Result<Vec<Scheduled>, OutboxError> {
-        let stored = || -> Stored<Vec<Scheduled>> {
+        self.stored(|| -> Stored<Vec<Scheduled>> {
             let txn = self.db.begin_write()?;
             let mut added = Vec::new();
             {
@@ -322,13 +326,12 @@ impl Outbox {
                 txn.commit()?;
             }
             Ok(added)
-        };
-        stored().map_err(|error| self.error(error))
+        })
     }
 
     /// The pending messages of an endpoint, as a run starts.
     pub(crate) fn pending(&self, endpoint: &str) -> Result<Vec<Scheduled>, OutboxError> {
-        let stored = || -> Stored<Vec<Scheduled>> {
+        self.stored(|| -> Stored<Vec<Scheduled>> {
             let txn = self.db.begin_read()?;
             let pending = txn.open_table(PENDING)?;
             let records = txn.open_table(MESSAGES)?;
@@ -347,25 +350,23 @@ impl Outbox {
                 });
             }
             Ok(scheduled)
-        };
-        stored().map_err(|error| self.error(error))
+        })
     }
 
     /// The encoded event of a message.
     pub(crate) fn body(&self, id: &str) -> Result<Vec<u8>, OutboxError> {
-        let stored = || -> Stored<Vec<u8>> {
+        self.stored(|| -> Stored<Vec<u8>> {
             let txn = self.db.begin_read()?;
             let bodies = txn.open_table(BODIES)?;
             let body = bodies.get(id)?.ok_or_else(|| corrupt(format!("message {id} has no body")))?;
             Ok(body.value().to_vec())
-        };
-        stored().map_err(|error| self.error(error))
+        })
     }
 
     /// Appends attempts to the audit trail, moves their messages to their
     /// new states and stores the endpoint's health, in one transaction.
     pub(crate) fn record(&self, attempts: &[AttemptRecord], endpoints: &[(&str, &EndpointRecord)]) -> Result<(), OutboxError> {
-        let stored = || -> Stored<()> {
+        self.stored(|| -> Stored<()> {
             let txn = self.db.begin_write()?;
             {
                 let mut log = txn.open_table(ATTEMPTS)?;
@@ -400,14 +401,13 @@ impl Outbox {
             }
             txn.commit()?;
             Ok(())
-        };
-        stored().map_err(|error| self.error(error))
+        })
     }
 
     /// Removes delivered messages finished before `cutoff_ms`, with their
     /// bodies and attempts. Gives how many messages went.
     pub(crate) fn prune(&self, cutoff_ms: i64) -> Result<usize, OutboxError> {
-        let stored = || -> Stored<usize> {
+        self.stored(|| -> Stored<usize> {
             let txn = self.db.begin_write()?;
             let removed = {
                 let mut records = txn.open_table(MESSAGES)?;
@@ -440,22 +440,20 @@ impl Outbox {
             };
             txn.commit()?;
             Ok(removed)
-        };
-        stored().map_err(|error| self.error(error))
+        })
     }
 
     /// A message's record.
     pub fn message(&self, id: &str) -> Result<Option<MessageRecord>, OutboxError> {
-        let stored = || -> Stored<Option<MessageRecord>> {
+        self.stored(|| -> Stored<Option<MessageRecord>> {
             let txn = self.db.begin_read()?;
             read_json(&txn.open_table(MESSAGES)?, id)
-        };
-        stored().map_err(|error| self.error(error))
+        })
     }
 
     /// Every message with its record, in the order they were written.
     pub fn messages(&self) -> Result<Vec<(String, MessageRecord)>, OutboxError> {
-        let stored = || -> Stored<Vec<(String, MessageRecord)>> {
+        self.stored(|| -> Stored<Vec<(String, MessageRecord)>> {
             let txn = self.db.begin_read()?;
             let mut all = Vec::new();
             for entry in txn.open_table(MESSAGES)?.iter()? {
@@ -464,14 +462,13 @@ impl Outbox {
             }
             all.sort_by_key(|(_, record)| record.seq);
             Ok(all)
-        };
-        stored().map_err(|error| self.error(error))
+        })
     }
 
     /// Every endpoint with its message counts, by name.
     pub fn endpoints(&self) -> Result<Vec<EndpointSummary>, OutboxError> {
         let mut summaries: BTreeMap<String, EndpointSummary> = BTreeMap::new();
-        let stored = || -> Stored<Vec<(String, EndpointRecord)>> {
+        let records = self.stored(|| -> Stored<Vec<(String, EndpointRecord)>> {
             let txn = self.db.begin_read()?;
             let mut all = Vec::new();
             for entry in txn.open_table(ENDPOINTS)?.iter()? {
@@ -479,8 +476,8 @@ impl Outbox {
                 all.push((name.value().to_owned(), parse_json(value.value())?));
             }
             Ok(all)
-        };
-        for (name, record) in stored().map_err(|error| self.error(error))? {
+        })?;
+        for (name, record) in records {
             summaries.insert(
                 name.clone(),
                 EndpointSummary {
@@ -505,7 +502,7 @@ impl Outbox {
 
     /// The attempts `filter` selects, oldest first.
     pub fn attempts(&self, filter: &AttemptFilter) -> Result<Vec<AttemptRecord>, OutboxError> {
-        let stored = || -> Stored<Vec<AttemptRecord>> {
+        self.stored(|| -> Stored<Vec<AttemptRecord>> {
             let txn = self.db.begin_read()?;
             let mut selected = Vec::new();
             for entry in txn.open_table(ATTEMPTS)?.iter()? {
@@ -519,8 +516,7 @@ impl Outbox {
                 selected.drain(..selected.len().saturating_sub(last));
             }
             Ok(selected)
-        };
-        stored().map_err(|error| self.error(error))
+        })
     }
 
     /// Makes the selected messages pending again with a fresh schedule, due
@@ -553,7 +549,7 @@ impl Outbox {
         if let ReplaySelection::Endpoint(endpoint) = selection {
             endpoints.push(endpoint);
         }
-        let stored = || -> Stored<Vec<String>> {
+        let enabled = self.stored(|| -> Stored<Vec<String>> {
             let txn = self.db.begin_write()?;
             let mut enabled = Vec::new();
             {
@@ -585,8 +581,7 @@ impl Outbox {
             txn.commit()?;
             enabled.sort();
             Ok(enabled)
-        };
-        let enabled = stored().map_err(|error| self.error(error))?;
+        })?;
         Ok(ReplayReport {
             messages: chosen.len(),
             enabled,

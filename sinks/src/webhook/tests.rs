@@ -6,7 +6,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use carbonflow_core::{DataType, Datum, Field, Schema};
@@ -26,31 +27,59 @@ fn secrets() -> Vec<SigningSecret> {
     SigningSecret::parse_list(SECRET).unwrap()
 }
 
+/// A declaration from option pairs (a later pair overrides an earlier one).
+pub(super) fn declaration(table: &str, schema: Schema, options: &[(&str, &str)]) -> ConnectorConfig {
+    ConnectorConfig {
+        table: table.into(),
+        schema,
+        event_time_column: None,
+        primary_key: None,
+        options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+    }
+}
+
 fn config(table: &str, url: &str, outbox: &Path, options: &[(&str, &str)]) -> ConnectorConfig {
-    let mut map: BTreeMap<String, String> = [
+    let mut all = vec![
         ("connector", "webhook"),
         ("url", url),
         ("secret", SECRET),
         ("outbox", outbox.to_str().unwrap()),
         ("allow-private-network", "true"),
         ("drain-timeout", "20 s"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    for (key, value) in options {
-        map.insert((*key).to_owned(), (*value).to_owned());
+    ];
+    all.extend_from_slice(options);
+    let schema = Schema::new(vec![
+        Field::new("node", DataType::String),
+        Field::new("ts", DataType::Timestamp),
+        Field::new("price", DataType::Float),
+    ]);
+    declaration(table, schema, &all)
+}
+
+/// A temporary outbox and a receiver, for sinks of a table `alerts`.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    outbox_path: PathBuf,
+    receiver: Receiver,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        Fixture {
+            outbox_path: dir.path().join("outbox.redb"),
+            _dir: dir,
+            receiver: Receiver::start(secrets()).unwrap(),
+        }
     }
-    ConnectorConfig {
-        table: table.into(),
-        schema: Schema::new(vec![
-            Field::new("node", DataType::String),
-            Field::new("ts", DataType::Timestamp),
-            Field::new("price", DataType::Float),
-        ]),
-        event_time_column: None,
-        primary_key: None,
-        options: map,
+
+    fn sink(&self, options: &[(&str, &str)]) -> WebhookSink {
+        WebhookSink::new(&config("alerts", &self.receiver.url(), &self.outbox_path, options)).unwrap()
+    }
+
+    /// The outbox, shared with any sink that has it open.
+    fn outbox(&self) -> Arc<Outbox> {
+        Outbox::open(&self.outbox_path).unwrap()
     }
 }
 
@@ -81,10 +110,9 @@ fn attempts(outbox: &Outbox, message: &str) -> Vec<AttemptRecord> {
 
 #[test]
 fn every_alert_arrives_once_signed_and_audited() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox_path = dir.path().join("outbox.redb");
-    let receiver = Receiver::start(secrets()).unwrap();
-    let mut sink = WebhookSink::new(&config("alerts", &receiver.url(), &outbox_path, &[])).unwrap();
+    let fixture = Fixture::new();
+    let receiver = &fixture.receiver;
+    let mut sink = fixture.sink(&[]);
     sink.on_batch(1, &alerts(5)).unwrap();
     sink.on_batch(2, &[(alert(9, 250.5), 1), (alert(0, 100.0), -1)]).unwrap();
     sink.finish().unwrap();
@@ -94,7 +122,7 @@ fn every_alert_arrives_once_signed_and_audited() {
     assert!(requests.iter().all(|request| request.accepted() && request.content_type == "application/json"));
     let bodies: BTreeSet<String> = requests.iter().map(|request| String::from_utf8(request.body.clone()).unwrap()).collect();
     assert!(bodies.contains(r#"{"node":"N9","ts":"2024-01-01 00:00:00.009","price":250.5}"#), "{bodies:?}");
-    let outbox = Outbox::open(&outbox_path).unwrap();
+    let outbox = fixture.outbox();
     let messages = outbox.messages().unwrap();
     assert_eq!(
         messages.iter().map(|(id, _)| id.clone()).collect::<BTreeSet<_>>(),
@@ -113,14 +141,13 @@ fn every_alert_arrives_once_signed_and_audited() {
 
 #[test]
 fn a_receiver_down_then_failing_then_recovered_gets_every_alert_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox_path = dir.path().join("outbox.redb");
-    let receiver = Receiver::start(secrets()).unwrap();
+    let fixture = Fixture::new();
+    let receiver = &fixture.receiver;
     receiver.go_down();
     let schedule = format!("0 ms{}", ", 50 ms".repeat(200));
-    let mut sink = WebhookSink::new(&config("alerts", &receiver.url(), &outbox_path, &[("retry.schedule", &schedule)])).unwrap();
+    let mut sink = fixture.sink(&[("retry.schedule", &schedule)]);
     sink.on_batch(1, &alerts(8)).unwrap();
-    let outbox = Outbox::open(&outbox_path).unwrap();
+    let outbox = fixture.outbox();
     let all_failed = |outbox: &Outbox, check: &dyn Fn(&AttemptRecord) -> bool| {
         let failed: BTreeSet<String> = outbox
             .attempts(&AttemptFilter::default())
@@ -168,18 +195,17 @@ fn a_receiver_down_then_failing_then_recovered_gets_every_alert_once() {
 
 #[test]
 fn gone_disables_the_endpoint_until_a_replay() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox_path = dir.path().join("outbox.redb");
-    let receiver = Receiver::start(secrets()).unwrap();
+    let fixture = Fixture::new();
+    let receiver = &fixture.receiver;
     receiver.reply_with(Reply::Status(410));
     let options = [("max-in-flight", "1")];
-    let mut sink = WebhookSink::new(&config("alerts", &receiver.url(), &outbox_path, &options)).unwrap();
+    let mut sink = fixture.sink(&options);
     sink.on_batch(1, &alerts(3)).unwrap();
     sink.finish().unwrap();
     drop(sink);
     assert_eq!(receiver.requests().len(), 1, "nothing is sent after the 410");
     {
-        let outbox = Outbox::open(&outbox_path).unwrap();
+        let outbox = fixture.outbox();
         let endpoint = &outbox.endpoints().unwrap()[0];
         assert_eq!(
             endpoint.record.disabled.as_ref().map(|d| d.reason.as_str()),
@@ -190,33 +216,29 @@ fn gone_disables_the_endpoint_until_a_replay() {
     }
     // A new run keeps the endpoint disabled.
     receiver.reply_with(Reply::OK);
-    let mut sink = WebhookSink::new(&config("alerts", &receiver.url(), &outbox_path, &options)).unwrap();
+    let mut sink = fixture.sink(&options);
     sink.finish().unwrap();
     assert_eq!(receiver.requests().len(), 1);
-    let report = Outbox::open(&outbox_path)
-        .unwrap()
-        .replay(&ReplaySelection::Endpoint("alerts".into()), 0)
-        .unwrap();
+    let report = fixture.outbox().replay(&ReplaySelection::Endpoint("alerts".into()), 0).unwrap();
     assert_eq!((report.messages, report.enabled), (0, vec!["alerts".to_owned()]));
     drop(sink);
-    let mut sink = WebhookSink::new(&config("alerts", &receiver.url(), &outbox_path, &options)).unwrap();
+    let mut sink = fixture.sink(&options);
     sink.finish().unwrap();
     assert_eq!(receiver.accepted().len(), 3);
 }
 
 #[test]
 fn exhausted_messages_are_dead_letters_that_a_replay_delivers() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox_path = dir.path().join("outbox.redb");
-    let receiver = Receiver::start(secrets()).unwrap();
+    let fixture = Fixture::new();
+    let receiver = &fixture.receiver;
     receiver.reply_with(Reply::Status(500));
     let options = [("retry.schedule", "0 ms, 20 ms")];
-    let mut sink = WebhookSink::new(&config("alerts", &receiver.url(), &outbox_path, &options)).unwrap();
+    let mut sink = fixture.sink(&options);
     sink.on_batch(1, &alerts(2)).unwrap();
     sink.finish().unwrap();
     drop(sink);
     {
-        let outbox = Outbox::open(&outbox_path).unwrap();
+        let outbox = fixture.outbox();
         for (id, record) in outbox.messages().unwrap() {
             assert_eq!((record.state, record.attempts), (MessageState::Dead, 2));
             let outcomes: Vec<Outcome> = attempts(&outbox, &id).iter().map(|attempt| attempt.outcome).collect();
@@ -226,18 +248,17 @@ fn exhausted_messages_are_dead_letters_that_a_replay_delivers() {
     }
     assert_eq!(receiver.accepted().len(), 0);
     receiver.reply_with(Reply::OK);
-    let mut sink = WebhookSink::new(&config("alerts", &receiver.url(), &outbox_path, &options)).unwrap();
+    let mut sink = fixture.sink(&options);
     sink.finish().unwrap();
     assert_eq!(receiver.accepted().len(), 2);
 }
 
 #[test]
 fn replaying_the_input_sends_nothing_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox_path = dir.path().join("outbox.redb");
-    let receiver = Receiver::start(secrets()).unwrap();
+    let fixture = Fixture::new();
+    let receiver = &fixture.receiver;
     for _ in 0..2 {
-        let mut sink = WebhookSink::new(&config("alerts", &receiver.url(), &outbox_path, &[])).unwrap();
+        let mut sink = fixture.sink(&[]);
         sink.on_batch(1, &alerts(4)).unwrap();
         sink.on_batch(2, &[(alert(7, 300.0), 1)]).unwrap();
         sink.finish().unwrap();
@@ -249,15 +270,14 @@ fn replaying_the_input_sends_nothing_twice() {
 
 #[test]
 fn retry_after_delays_the_next_attempt() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox_path = dir.path().join("outbox.redb");
-    let receiver = Receiver::start(secrets()).unwrap();
+    let fixture = Fixture::new();
+    let receiver = &fixture.receiver;
     receiver.reply_first([Reply::StatusRetryAfter(503, 1)]);
-    let mut sink = WebhookSink::new(&config("alerts", &receiver.url(), &outbox_path, &[("retry.schedule", "0 ms, 10 ms, 5 s")])).unwrap();
+    let mut sink = fixture.sink(&[("retry.schedule", "0 ms, 10 ms, 5 s")]);
     sink.on_batch(1, &alerts(1)).unwrap();
     sink.finish().unwrap();
     assert_eq!(receiver.accepted().len(), 1);
-    let trail = Outbox::open(&outbox_path).unwrap().attempts(&AttemptFilter::default()).unwrap();
+    let trail = fixture.outbox().attempts(&AttemptFilter::default()).unwrap();
     let Outcome::Retry { at_ms } = trail[0].outcome else {
         panic!("the 503 is retried: {trail:?}")
     };
@@ -267,16 +287,15 @@ fn retry_after_delays_the_next_attempt() {
 
 #[test]
 fn batches_of_msgpack_events_carry_each_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox_path = dir.path().join("outbox.redb");
-    let receiver = Receiver::start(secrets()).unwrap();
+    let fixture = Fixture::new();
+    let receiver = &fixture.receiver;
     receiver.go_down();
     let options = [
         ("batch.size", "4"),
         ("format", "msgpack"),
         ("retry.schedule", "0 ms, 100 ms, 100 ms, 100 ms, 100 ms, 100 ms"),
     ];
-    let mut sink = WebhookSink::new(&config("alerts", &receiver.url(), &outbox_path, &options)).unwrap();
+    let mut sink = fixture.sink(&options);
     // Enqueued while the receiver is down, so that retries gather them into batches.
     sink.on_batch(1, &alerts(10)).unwrap();
     receiver.come_up().unwrap();
@@ -294,7 +313,7 @@ fn batches_of_msgpack_events_carry_each_id() {
                 .map(|event| (event["id"].as_str().unwrap().to_owned(), event["data"]["node"].as_str().unwrap().to_owned())),
         );
     }
-    let outbox = Outbox::open(&outbox_path).unwrap();
+    let outbox = fixture.outbox();
     let expected: BTreeSet<String> = outbox.messages().unwrap().into_iter().map(|(id, _)| id).collect();
     assert_eq!(delivered.len(), 10);
     assert_eq!(delivered.iter().map(|(id, _)| id.clone()).collect::<BTreeSet<_>>(), expected);
@@ -302,19 +321,11 @@ fn batches_of_msgpack_events_carry_each_id() {
 
 #[test]
 fn the_rate_limit_spaces_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox_path = dir.path().join("outbox.redb");
-    let receiver = Receiver::start(secrets()).unwrap();
-    let mut sink = WebhookSink::new(&config("alerts", &receiver.url(), &outbox_path, &[("rate-limit", "20/s")])).unwrap();
+    let fixture = Fixture::new();
+    let mut sink = fixture.sink(&[("rate-limit", "20/s")]);
     sink.on_batch(1, &alerts(4)).unwrap();
     sink.finish().unwrap();
-    let mut starts: Vec<i64> = Outbox::open(&outbox_path)
-        .unwrap()
-        .attempts(&AttemptFilter::default())
-        .unwrap()
-        .iter()
-        .map(|a| a.at_ms)
-        .collect();
+    let mut starts: Vec<i64> = fixture.outbox().attempts(&AttemptFilter::default()).unwrap().iter().map(|a| a.at_ms).collect();
     starts.sort_unstable();
     assert_eq!(starts.len(), 4);
     // 20 requests a second: 50 ms apart at least (a millisecond of rounding allowed).
@@ -405,10 +416,9 @@ fn delivery_refuses_names_that_resolve_to_loopback() {
 
 #[test]
 fn secrets_stay_out_of_errors_and_debug_output() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox_path = dir.path().join("outbox.redb");
-    let receiver = Receiver::start(secrets()).unwrap();
-    let config = config("alerts", &receiver.url(), &outbox_path, &[]);
+    let fixture = Fixture::new();
+    let receiver = &fixture.receiver;
+    let config = config("alerts", &receiver.url(), &fixture.outbox_path, &[]);
     assert!(!format!("{config:?}").contains("MfKQ9r8G"));
     let mut broken = config.clone();
     broken.options.insert("secret".into(), "whsec_MfKQ9r8GKYqrTwjUPD8".into());
