@@ -1586,6 +1586,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_primary_key_reaches_the_connector_declaration() {
+        let program = crate::cli::check_text(
+            "CREATE TABLE src (node STRING) WITH ('connector' = 'simulator');
+             CREATE TABLE out (a STRING, b INT, PRIMARY KEY (b, a) NOT ENFORCED) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT node, 1 FROM src;",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(program.tables[1].connector.primary_key, Some(vec![1, 0]));
+        assert_eq!(program.tables[0].connector.primary_key, None);
+    }
+
+    #[test]
     fn environment_variables_are_substituted_in_option_values() {
         // PATH is set in every environment the tests run in.
         let path = std::env::var("PATH").unwrap();
