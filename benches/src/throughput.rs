@@ -260,6 +260,7 @@ pub fn simulate(workload: &Workload, mut each: impl FnMut(u32, &str, Millis, f64
             Field::new("price", DataType::Float),
         ]),
         event_time_column: Some(1),
+        primary_key: None,
         options,
     };
     let simulator_error = |error: &dyn std::fmt::Display| HarnessError::Simulator(error.to_string());

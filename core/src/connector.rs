@@ -2,11 +2,16 @@
 //! and the option errors both kinds report.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use crate::schema::Schema;
 
 /// A table's connector declaration, as checked by the SQL front end.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` form masks the values of options that hold credentials (see
+/// [`is_sensitive_option`]), so a declaration can be logged or shown in a
+/// panic message without leaking a secret.
+#[derive(Clone)]
 pub struct ConnectorConfig {
     /// The table name, used in dead letters and metrics.
     pub table: String,
@@ -14,8 +19,34 @@ pub struct ConnectorConfig {
     pub schema: Schema,
     /// The index of the event-time column (the one with a WATERMARK), if any.
     pub event_time_column: Option<usize>,
+    /// The column indices of `PRIMARY KEY (...) NOT ENFORCED`, if declared.
+    pub primary_key: Option<Vec<usize>>,
     /// The `WITH (...)` options, keys lower-cased, including `connector`.
     pub options: BTreeMap<String, String>,
+}
+
+/// Whether an option's value is a credential, never to be printed: its key
+/// names a secret, password or token (`secret`, `sasl.password`, `auth-token`).
+pub fn is_sensitive_option(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["secret", "password", "token", "credential"].iter().any(|marker| key.contains(marker))
+}
+
+impl fmt::Debug for ConnectorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options: BTreeMap<&str, &str> = self
+            .options
+            .iter()
+            .map(|(key, value)| (key.as_str(), if is_sensitive_option(key) { "<redacted>" } else { value.as_str() }))
+            .collect();
+        f.debug_struct("ConnectorConfig")
+            .field("table", &self.table)
+            .field("schema", &self.schema)
+            .field("event_time_column", &self.event_time_column)
+            .field("primary_key", &self.primary_key)
+            .field("options", &options)
+            .finish()
+    }
 }
 
 impl ConnectorConfig {
@@ -139,5 +170,35 @@ impl OptionError {
             OptionError::Column { column, .. } => Some(column),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_masks_credentials_and_keeps_the_rest() {
+        let options = [
+            ("connector", "webhook"),
+            ("secret", "whsec_abc"),
+            ("sasl.password", "hunter2"),
+            ("url", "https://x"),
+        ];
+        let config = ConnectorConfig {
+            table: "alerts".into(),
+            schema: Schema::default(),
+            event_time_column: None,
+            primary_key: Some(vec![0]),
+            options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("whsec_abc") && !shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("https://x") && shown.contains("<redacted>") && shown.contains("primary_key: Some([0])"),
+            "{shown}"
+        );
+        assert!(is_sensitive_option("Auth-Token"));
+        assert!(!is_sensitive_option("primary-key") && !is_sensitive_option("url"));
     }
 }

@@ -45,6 +45,12 @@ pub enum Command {
     Formats,
     /// Run a query file: until its inputs are exhausted, or Ctrl-C.
     Run(RunArgs),
+    /// Inspect a webhook sink's outbox: delivery attempts, endpoint status, replays.
+    Webhooks {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::webhooks_cli::WebhooksCommand,
+    },
 }
 
 /// The arguments of `carbonflow run`.
@@ -177,6 +183,7 @@ pub fn run(cli: Cli) -> ExitCode {
             print!("{}", formats_listing());
             ExitCode::SUCCESS
         }
+        Command::Webhooks { command } => crate::webhooks_cli::run(command),
         Command::Run(args) => run_query(args),
     }
 }

@@ -25,3 +25,4 @@ pub mod plan;
 pub mod runtime;
 pub mod serve;
 pub mod sql;
+pub mod webhooks_cli;

@@ -429,6 +429,7 @@ fn print_config() -> ConnectorConfig {
         table: "select".into(),
         schema: Default::default(),
         event_time_column: None,
+        primary_key: None,
         options: BTreeMap::from([("connector".to_owned(), "print".to_owned())]),
     }
 }

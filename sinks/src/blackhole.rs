@@ -52,6 +52,7 @@ mod tests {
             table: "t".into(),
             schema: Schema::default(),
             event_time_column: None,
+            primary_key: None,
             options: Default::default(),
         };
         config.options.insert("connector".into(), "blackhole".into());

@@ -2,6 +2,8 @@
 
 use carbonflow_core::OptionError;
 
+use crate::webhook::outbox::OutboxError;
+
 /// A sink could not be declared or could not write.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -23,6 +25,9 @@ pub enum SinkError {
         /// The output.
         path: String,
     },
+    /// A webhook sink's outbox cannot be opened or written.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
     /// The changes received contradict each other (a retraction of a row the
     /// sink does not hold, a row of the wrong width): a bug upstream, not bad input.
     #[error("{sink}: {message}")]

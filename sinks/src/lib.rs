@@ -10,15 +10,19 @@
 //! * `blackhole` ([`blackhole`]): discards everything (for benchmarks).
 //! * `filesystem` ([`filesystem`]): CSV or JSON lines, either the final
 //!   consolidated rows (the default) or the changelog.
+//! * `webhook` ([`webhook`]): signed HTTP POSTs to a partner, through a
+//!   durable outbox, with retries and an audit trail.
 //! * `websocket` ([`websocket`]): served live to subscribers by the run's
 //!   WebSocket server; the engine creates its publisher, so [`create_sink`]
 //!   only checks the declaration.
 
 pub mod blackhole;
+mod duration;
 pub mod error;
 pub mod filesystem;
 pub mod print;
 pub mod text;
+pub mod webhook;
 pub mod websocket;
 
 pub use error::SinkError;
@@ -50,7 +54,7 @@ pub trait Sink: Send {
 }
 
 /// The connector names that [`create_sink`] accepts.
-pub const CONNECTORS: &[&str] = &["print", "blackhole", "filesystem", websocket::CONNECTOR];
+pub const CONNECTORS: &[&str] = &["print", "blackhole", "filesystem", "webhook", websocket::CONNECTOR];
 
 /// Checks a sink table's options without creating anything.
 pub fn validate_sink(config: &ConnectorConfig) -> Result<(), OptionError> {
@@ -58,6 +62,7 @@ pub fn validate_sink(config: &ConnectorConfig) -> Result<(), OptionError> {
         "print" => print::PrintSinkOptions::parse(config).map(|_| ()),
         "blackhole" => blackhole::validate(config),
         "filesystem" => filesystem::FilesystemSinkOptions::parse(config).map(|_| ()),
+        "webhook" => webhook::WebhookSinkOptions::parse(config).map(|_| ()),
         websocket::CONNECTOR => websocket::validate(config),
         other => Err(OptionError::unknown_connector(other, CONNECTORS)),
     }
@@ -70,6 +75,7 @@ pub fn create_sink(config: &ConnectorConfig) -> Result<Box<dyn Sink>, SinkError>
         "print" => Ok(Box::new(print::PrintSink::stdout(config)?)),
         "blackhole" => Ok(Box::new(blackhole::BlackholeSink::new(config)?)),
         "filesystem" => Ok(Box::new(filesystem::FilesystemSink::new(config)?)),
+        "webhook" => Ok(Box::new(webhook::WebhookSink::new(config)?)),
         websocket::CONNECTOR => Err(SinkError::Unserved { table: config.table.clone() }),
         other => Err(OptionError::unknown_connector(other, CONNECTORS).into()),
     }
@@ -87,6 +93,7 @@ mod tests {
             table: "t".into(),
             schema: Schema::default(),
             event_time_column: None,
+            primary_key: None,
             options,
         }
     }

@@ -135,6 +135,7 @@ mod tests {
             table: "out".into(),
             schema: Schema::default(),
             event_time_column: None,
+            primary_key: None,
             options: map,
         }
     }

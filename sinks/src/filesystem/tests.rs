@@ -25,6 +25,7 @@ fn config(options: &[(&str, &str)]) -> ConnectorConfig {
         table: "prices".into(),
         schema,
         event_time_column: Some(1),
+        primary_key: None,
         options: map,
     }
 }

@@ -693,7 +693,17 @@ mod tests {
             }
             assert!(matches!(replies[0], ServerMessage::Snapshot { sub: 1, .. }));
             assert!(matches!(replies[1], ServerMessage::Snapshot { sub: 2, .. }));
-            assert!(matches!(replies[2], ServerMessage::Error { code: ErrorCode::TooManySubscriptions, .. }), "{:?}", replies[2]);
+            assert!(
+                matches!(
+                    replies[2],
+                    ServerMessage::Error {
+                        code: ErrorCode::TooManySubscriptions,
+                        ..
+                    }
+                ),
+                "{:?}",
+                replies[2]
+            );
             match tokio_tungstenite::connect_async(url.as_str()).await {
                 Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE),
                 other => panic!("a second connection: {:?}", other.map(|_| ())),

@@ -362,6 +362,7 @@ pub(crate) mod tests {
             table: "ticks".into(),
             schema: Schema::new(columns.iter().map(|(name, data_type)| Field::new(*name, *data_type)).collect()),
             event_time_column: None,
+            primary_key: None,
             options: map,
         }
     }

@@ -439,6 +439,7 @@ mod tests {
             table: "ticks".into(),
             schema: Schema::new(columns.iter().map(|(name, data_type)| Field::new(*name, *data_type)).collect()),
             event_time_column: None,
+            primary_key: None,
             options: map,
         }
     }

@@ -244,6 +244,7 @@ impl Binder {
             table: table.name.value.clone(),
             schema,
             event_time_column: watermark.map(|w| w.column),
+            primary_key: primary_key.clone(),
             options,
         };
         if connector.option("connector").is_none() {
@@ -1583,6 +1584,18 @@ fn default_name(ast: &Ast, position: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_primary_key_reaches_the_connector_declaration() {
+        let program = crate::cli::check_text(
+            "CREATE TABLE src (node STRING) WITH ('connector' = 'simulator');
+             CREATE TABLE out (a STRING, b INT, PRIMARY KEY (b, a) NOT ENFORCED) WITH ('connector' = 'blackhole');
+             INSERT INTO out SELECT node, 1 FROM src;",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(program.tables[1].connector.primary_key, Some(vec![1, 0]));
+        assert_eq!(program.tables[0].connector.primary_key, None);
+    }
 
     #[test]
     fn environment_variables_are_substituted_in_option_values() {
