@@ -31,6 +31,7 @@ use carbonflow_operators::cep::MatchRecognizer;
 use carbonflow_operators::dataflow::{CoreContext, TimedCore, WatermarkUpdate, route_hash, timed_operator};
 use carbonflow_operators::grouped::{EmitMode, GroupedAggregate, WindowKey};
 use carbonflow_operators::session_aggregate::SessionAggregate;
+use carbonflow_operators::temporal_join::{JoinSide, TemporalJoin};
 use carbonflow_operators::upsert::Upsert;
 use carbonflow_operators::windows::WindowSpec;
 use carbonflow_sinks::Sink;
@@ -278,12 +279,37 @@ impl<'s> Builder<'s, '_> {
                     Row::new(datums)
                 })
             }
+            Node::Union { inputs } => {
+                let collections: Vec<Collection<'s>> = inputs.iter().map(|input| self.plan(input)).collect();
+                differential_dataflow::collection::concatenate(self.scope, collections)
+            }
+            Node::TemporalJoin {
+                left,
+                right,
+                left_keys,
+                right_keys,
+                probe_time,
+                version_time,
+            } => {
+                let tagged = |collection: Collection<'s>, keys: &[usize], side: JoinSide| {
+                    let keys = keys.to_vec();
+                    collection.flat_map(move |row| {
+                        let key = row.project(&keys);
+                        (!key.iter().any(Datum::is_null)).then_some((key, (side, row)))
+                    })
+                };
+                let probes = tagged(self.plan(left), left_keys, JoinSide::Probe);
+                let versions = tagged(self.plan(right), right_keys, JoinSide::Version);
+                let core = TemporalJoin::new("TemporalJoin", *probe_time, *version_time);
+                // Probe results become final as the versioned table's watermark passes them.
+                self.keyed(probes.concat(versions), watermark_tables(right), "TemporalJoin", core)
+            }
         }
     }
 
-    fn keyed<C: TimedCore<Input = (Row, Row)>>(
+    fn keyed<V: differential_dataflow::ExchangeData + std::hash::Hash, C: TimedCore<Input = (Row, V)>>(
         &self,
-        keyed: VecCollection<'s, Epoch, (Row, Row), Diff>,
+        keyed: VecCollection<'s, Epoch, (Row, V), Diff>,
         tables: BTreeSet<u32>,
         name: &str,
         core: C,

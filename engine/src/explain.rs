@@ -47,6 +47,16 @@ fn describe(program: &Program, plan: &Plan, depth: usize, out: &mut String) {
         Node::Aggregate { window: None, .. } => "timed operator [exchange by group key; state per group]".to_owned(),
         Node::SessionAggregate { .. } => format!("timed operator [exchange by partition key; watermark of: {}]", watermarks()),
         Node::Join { .. } => "join_map [both sides arranged by key]".to_owned(),
+        Node::Union { .. } => "concat [pipelined, no exchange]".to_owned(),
+        Node::TemporalJoin { right, .. } => format!(
+            "timed operator [exchange by join key; every version kept; probe rows held until the watermark of: {}]",
+            right
+                .watermark_tables
+                .iter()
+                .map(|t| program.tables[*t].name().to_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Node::MatchRecognize { .. } => format!(
             "timed operator [exchange by partition; rows released in event-time order on the watermark of: {}]",
             watermarks()

@@ -34,6 +34,7 @@ pub mod exact_sum;
 pub mod grouped;
 pub mod multiset;
 pub mod session_aggregate;
+pub mod temporal_join;
 pub mod upsert;
 pub mod windows;
 

@@ -220,6 +220,28 @@ pub enum Node {
         /// The pattern, conditions, measures, skip mode and `WITHIN`.
         spec: MatchSpec,
     },
+    /// `JOIN versioned FOR SYSTEM_TIME AS OF left.time`: each left row joined
+    /// with the right rows of its key at the greatest right event time not
+    /// after its own. Output is the left row followed by the right row.
+    TemporalJoin {
+        /// The probe side.
+        left: Box<Plan>,
+        /// The versioned table.
+        right: Box<Plan>,
+        /// Left key columns.
+        left_keys: Vec<usize>,
+        /// Right key columns, pairwise equal to the left ones.
+        right_keys: Vec<usize>,
+        /// The left column whose time selects the version.
+        probe_time: usize,
+        /// The right column holding each version's time (its event-time attribute).
+        version_time: usize,
+    },
+    /// `UNION ALL`: the rows of every input (same column types).
+    Union {
+        /// The inputs, in query order.
+        inputs: Vec<Plan>,
+    },
     /// An inner equi-join: output is the left row followed by the right row.
     Join {
         /// The left input.
@@ -246,7 +268,8 @@ impl Plan {
             | Node::MatchRecognize { input, .. } => {
                 vec![input]
             }
-            Node::Join { left, right, .. } => vec![left, right],
+            Node::Join { left, right, .. } | Node::TemporalJoin { left, right, .. } => vec![left, right],
+            Node::Union { inputs } => inputs.iter().collect(),
         }
     }
 
@@ -273,7 +296,7 @@ impl Plan {
             }
             Node::Aggregate { keys, .. } => Some((0..keys.len()).collect()),
             Node::SessionAggregate { partition, .. } => Some((0..=partition.len()).collect()),
-            Node::MatchRecognize { .. } => None,
+            Node::MatchRecognize { .. } | Node::TemporalJoin { .. } | Node::Union { .. } => None,
             Node::Join { left, right, .. } => {
                 let mut key = left.unique_key(program)?;
                 let width = left.schema.fields.len();
@@ -307,6 +330,8 @@ impl Plan {
             Node::Aggregate { window: None, .. } => "Aggregate",
             Node::SessionAggregate { .. } => "SessionWindowAggregate",
             Node::Join { .. } => "Join",
+            Node::TemporalJoin { .. } => "TemporalJoin",
+            Node::Union { .. } => "UnionAll",
         }
     }
 
@@ -334,6 +359,14 @@ impl Plan {
                 )
             }
             Node::Join { left_keys, right_keys, .. } => format!("left{left_keys:?} = right{right_keys:?}"),
+            Node::Union { inputs } => format!("{} inputs", inputs.len()),
+            Node::TemporalJoin {
+                left_keys,
+                right_keys,
+                probe_time,
+                version_time,
+                ..
+            } => format!("left{left_keys:?} = right{right_keys:?} as of left ${probe_time} (versions by right ${version_time})"),
             Node::MatchRecognize {
                 partition, time_column, spec, ..
             } => {

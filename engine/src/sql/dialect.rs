@@ -55,6 +55,11 @@ impl Dialect for FlinkDialect {
         true
     }
 
+    /// `JOIN t FOR SYSTEM_TIME AS OF probe.ts`: event-time temporal joins.
+    fn supports_table_versioning(&self) -> bool {
+        true
+    }
+
     fn supports_left_associative_joins_without_parens(&self) -> bool {
         true
     }

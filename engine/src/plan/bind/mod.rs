@@ -349,12 +349,32 @@ impl Binder {
         if let Some(limit) = &query.limit_clause {
             return Err(SqlError::at(limit, "LIMIT is not supported on a continuous query"));
         }
-        match query.body.as_ref() {
+        self.set_expr(&query.body, emit)
+    }
+
+    fn set_expr(&mut self, body: &SetExpr, emit: Emit) -> SqlResult<Plan> {
+        match body {
             SetExpr::Select(select) => self.select(select, emit),
             SetExpr::Query(inner) => self.query(inner, emit),
+            SetExpr::SetOperation {
+                op: ast::SetOperator::Union,
+                set_quantifier: ast::SetQuantifier::All,
+                left,
+                right,
+            } => {
+                let left = self.set_expr(left, emit)?;
+                let right_plan = self.set_expr(right, emit)?;
+                union_all(left, right_plan, right)
+            }
+            SetExpr::SetOperation {
+                op: ast::SetOperator::Union, ..
+            } => Err(SqlError::at(
+                body,
+                "only UNION ALL is supported (a continuous UNION would keep every row to remove duplicates)",
+            )),
             other => Err(SqlError::at(
                 other,
-                "only SELECT queries are supported here (no UNION, VALUES or set operations yet)",
+                "only SELECT and UNION ALL are supported here (no VALUES, INTERSECT or EXCEPT)",
             )),
         }
     }
@@ -657,6 +677,12 @@ impl Binder {
     }
 
     fn from(&mut self, from: &ast::TableWithJoins) -> SqlResult<(Plan, Scope, Option<SessionTvf>)> {
+        if let Some(version) = as_of(&from.relation) {
+            return Err(SqlError::at(
+                version,
+                "FOR SYSTEM_TIME AS OF belongs to the versioned table on the right of a JOIN",
+            ));
+        }
         let (mut plan, mut scope, session) = self.table_factor(&from.relation)?;
         for join in &from.joins {
             if session.is_some() {
@@ -673,6 +699,9 @@ impl Binder {
             if right_session.is_some() {
                 return Err(SqlError::at(&join.relation, "joins with a SESSION window table function are not supported"));
             }
+            let temporal = as_of(&join.relation)
+                .map(|time| self.temporal_times(time, &scope, &right, &join.relation))
+                .transpose()?;
             let left_width = scope.columns.len();
             let mut joined = scope.clone();
             joined.columns.extend(right_scope.columns.iter().cloned());
@@ -716,18 +745,35 @@ impl Binder {
             fields.extend(right.schema.fields.iter().cloned());
             let mut watermark_tables = plan.watermark_tables.clone();
             watermark_tables.extend(right.watermark_tables.iter().copied());
-            let rowtime = plan.rowtime.or(right.rowtime.map(|t| t + left_width));
+            let (rowtime, node) = match temporal {
+                // A temporal join keeps the probe's time: its rows are the probe's rows.
+                Some((probe_time, version_time)) => (
+                    plan.rowtime,
+                    Node::TemporalJoin {
+                        left: Box::new(plan),
+                        right: Box::new(right),
+                        left_keys,
+                        right_keys,
+                        probe_time,
+                        version_time,
+                    },
+                ),
+                None => (
+                    plan.rowtime.or(right.rowtime.map(|t| t + left_width)),
+                    Node::Join {
+                        left: Box::new(plan),
+                        right: Box::new(right),
+                        left_keys,
+                        right_keys,
+                    },
+                ),
+            };
             plan = Plan {
                 schema: Schema::new(fields),
                 rowtime,
                 window: None,
                 watermark_tables,
-                node: Node::Join {
-                    left: Box::new(plan),
-                    right: Box::new(right),
-                    left_keys,
-                    right_keys,
-                },
+                node,
             };
             for predicate in residual {
                 plan = filter(plan, predicate);
@@ -737,8 +783,29 @@ impl Binder {
         Ok((plan, scope, session))
     }
 
+    /// The probe's time column (`FOR SYSTEM_TIME AS OF left.ts`) and the
+    /// versioned table's time column of a temporal join.
+    fn temporal_times(&mut self, time: &Ast, left_scope: &Scope, right: &Plan, relation: &TableFactor) -> SqlResult<(usize, usize)> {
+        let (expr, data_type) = self.expr(time, left_scope, None)?;
+        let probe_time = match expr.as_column() {
+            Some(column) if data_type == DataType::Timestamp => column,
+            _ => return Err(SqlError::at(time, "FOR SYSTEM_TIME AS OF takes a TIMESTAMP column of the left side, e.g. t.ts")),
+        };
+        match right.rowtime {
+            Some(version_time) if !right.watermark_tables.is_empty() => Ok((probe_time, version_time)),
+            _ => Err(SqlError::at(
+                relation,
+                "a versioned table needs an event-time attribute: declare WATERMARK FOR its time column",
+            )),
+        }
+    }
+
     fn table_factor(&mut self, factor: &TableFactor) -> SqlResult<(Plan, Scope, Option<SessionTvf>)> {
         match factor {
+            TableFactor::Table { version: Some(version), .. } if !matches!(version, ast::TableVersion::ForSystemTimeAsOf(_)) => Err(SqlError::at(
+                factor,
+                format!("unsupported table version '{version}': use FOR SYSTEM_TIME AS OF in a JOIN"),
+            )),
             TableFactor::Table { name, alias, args: None, .. } => {
                 let ident = single_ident(name)?;
                 let qualifier = alias.as_ref().map_or(ident.value.as_str(), |a| a.name.value.as_str()).to_owned();
@@ -1579,6 +1646,58 @@ fn default_name(ast: &Ast, position: usize) -> String {
         Ast::CompoundIdentifier(parts) => parts.last().map_or_else(|| format!("EXPR${position}"), |i| i.value.clone()),
         _ => format!("EXPR${position}"),
     }
+}
+
+/// The `FOR SYSTEM_TIME AS OF` time of a table in FROM, if it has one.
+fn as_of(factor: &TableFactor) -> Option<&Ast> {
+    match factor {
+        TableFactor::Table {
+            version: Some(ast::TableVersion::ForSystemTimeAsOf(time)),
+            ..
+        } => Some(time),
+        _ => None,
+    }
+}
+
+/// `left UNION ALL right`: the rows of both, under the left side's column
+/// names; the columns must have the same types. Nested unions become one.
+fn union_all(left: Plan, right: Plan, right_ast: &SetExpr) -> SqlResult<Plan> {
+    if left.schema.fields.len() != right.schema.fields.len() {
+        return Err(SqlError::at(
+            right_ast,
+            format!("UNION ALL of {} columns with {} columns", left.schema.fields.len(), right.schema.fields.len()),
+        ));
+    }
+    for (index, (l, r)) in left.schema.fields.iter().zip(&right.schema.fields).enumerate() {
+        if l.data_type != r.data_type {
+            return Err(SqlError::at(
+                right_ast,
+                format!(
+                    "UNION ALL column {} ('{}') is {} on the left and {} on the right; CAST one side",
+                    index + 1,
+                    l.name,
+                    l.data_type,
+                    r.data_type
+                ),
+            ));
+        }
+    }
+    let rowtime = left.rowtime.filter(|time| right.rowtime == Some(*time));
+    let mut watermark_tables = left.watermark_tables.clone();
+    watermark_tables.extend(right.watermark_tables.iter().copied());
+    let schema = left.schema.clone();
+    let mut inputs = match left.node {
+        Node::Union { inputs } => inputs,
+        _ => vec![left],
+    };
+    inputs.push(right);
+    Ok(Plan {
+        schema,
+        rowtime,
+        watermark_tables,
+        window: None,
+        node: Node::Union { inputs },
+    })
 }
 
 #[cfg(test)]
