@@ -12,17 +12,15 @@
 //! version time `v <= t`. An exchange rate published on Friday therefore
 //! converts Saturday's and Sunday's prices, when the ECB publishes none.
 //!
-//! Incremental, like every operator here: a probe retraction retracts its
-//! joined row; a new, revised or retracted version re-joins the probe rows
-//! it now covers (retracting what they were joined with before).
-//!
-//! State: every version is kept (versioned tables such as exchange rates or
-//! node metadata are small), and the probe rows whose result may still
-//! change: those later than the versioned table's watermark. Once the
-//! watermark passes a probe row, no version at or before its time can
-//! arrive any more, so its result is final and the row is dropped. A version
-//! at or behind the watermark would change final results: it is late and
-//! goes to the dead-letter output.
+//! As in Flink, a probe row is joined once the versioned table's watermark
+//! has passed its time: no version at or before that time can arrive any
+//! more, so the result is final and emitted once (a live probe waits for the
+//! rates of its time; give the versioned table a small watermark delay).
+//! Until then the probe row waits in state. A probe retraction retracts its
+//! joined row (or just leaves the waiting rows); a version at or behind the
+//! watermark would change final results: it is late and goes to the
+//! dead-letter output. Every version is kept, for retractions of old probe
+//! rows (versioned tables such as exchange rates or node metadata are small).
 
 use std::collections::BTreeMap;
 
@@ -56,8 +54,8 @@ fn add_to(bag: &mut Bag, row: Row, diff: Diff) {
 struct KeyState {
     /// Version time → the versioned rows at that time.
     versions: BTreeMap<Millis, Bag>,
-    /// Probe time → probe rows whose result may still change.
-    open_probes: BTreeMap<Millis, Bag>,
+    /// Probe time → probe rows waiting for the watermark to pass their time.
+    waiting_probes: BTreeMap<Millis, Bag>,
 }
 
 impl KeyState {
@@ -87,9 +85,9 @@ impl TemporalJoin {
         }
     }
 
-    /// Probe rows held because their result may still change.
-    pub fn open_probes(&self) -> usize {
-        self.keys.values().map(|state| state.open_probes.values().map(Vec::len).sum::<usize>()).sum()
+    /// Probe rows waiting for the versioned table's watermark.
+    pub fn waiting_probes(&self) -> usize {
+        self.keys.values().map(|state| state.waiting_probes.values().map(Vec::len).sum::<usize>()).sum()
     }
 }
 
@@ -111,11 +109,12 @@ impl TimedCore for TemporalJoin {
                 // A NULL time is as of no version: an inner join drops the row.
                 let Some(time) = row.get(self.probe_time).as_timestamp() else { return };
                 let state = self.keys.entry(key).or_default();
-                emit_joined(&row, diff, state.version_at(time), 1, context.output);
-                if time > context.watermark {
-                    add_to(state.open_probes.entry(time).or_default(), row, diff);
-                    if state.open_probes.get(&time).is_some_and(Vec::is_empty) {
-                        state.open_probes.remove(&time);
+                if time <= context.watermark {
+                    emit_joined(&row, diff, state.version_at(time), 1, context.output);
+                } else {
+                    add_to(state.waiting_probes.entry(time).or_default(), row, diff);
+                    if state.waiting_probes.get(&time).is_some_and(Vec::is_empty) {
+                        state.waiting_probes.remove(&time);
                     }
                 }
             }
@@ -131,24 +130,11 @@ impl TimedCore for TemporalJoin {
                     });
                     return;
                 }
+                // Every probe this version may cover is still waiting: nothing to re-join.
                 let state = self.keys.entry(key).or_default();
-                let before = state.version_at(time).to_vec();
                 add_to(state.versions.entry(time).or_default(), row, diff);
                 if state.versions.get(&time).is_some_and(Vec::is_empty) {
                     state.versions.remove(&time);
-                }
-                let after = state.version_at(time);
-                if before.as_slice() == after {
-                    return;
-                }
-                // The probes between this version time and the next version
-                // joined `before` and now join `after`.
-                let next = state.versions.range(time + 1..).next().map_or(Millis::MAX, |(t, _)| *t);
-                for (_, probes) in state.open_probes.range(time..next) {
-                    for (probe, count) in probes {
-                        emit_joined(probe, *count, &before, -1, context.output);
-                        emit_joined(probe, *count, after, 1, context.output);
-                    }
                 }
             }
         }
@@ -159,10 +145,15 @@ impl TimedCore for TemporalJoin {
             return;
         }
         let watermark = context.watermark;
-        self.keys.retain(|_, state| {
-            state.open_probes = state.open_probes.split_off(&watermark.saturating_add(1));
-            !state.versions.is_empty() || !state.open_probes.is_empty()
-        });
+        for state in self.keys.values_mut() {
+            let still_waiting = state.waiting_probes.split_off(&watermark.saturating_add(1));
+            for (time, probes) in std::mem::replace(&mut state.waiting_probes, still_waiting) {
+                for (probe, count) in probes {
+                    emit_joined(&probe, count, state.version_at(time), 1, context.output);
+                }
+            }
+        }
+        self.keys.retain(|_, state| !state.versions.is_empty() || !state.waiting_probes.is_empty());
     }
 }
 
@@ -262,21 +253,20 @@ mod tests {
     }
 
     #[test]
-    fn a_weekend_probe_takes_fridays_rate_and_a_late_version_is_dead_lettered() {
+    fn a_weekend_probe_takes_fridays_rate_once_the_watermark_passes_and_a_late_version_is_dead_lettered() {
         let mut h = Harness::new();
         h.update(JoinSide::Version, version("USD", 10, 110), 1);
         h.update(JoinSide::Probe, probe("USD", 12, 1), 1);
         h.update(JoinSide::Probe, probe("USD", 9, 2), 1);
-        assert_eq!(h.output.len(), 1, "the probe before any version joins nothing");
-        // A version between them re-joins the probe at 12, not the one at 9.
         h.update(JoinSide::Version, version("USD", 11, 111), 1);
-        let joined: Vec<i64> = h.output.keys().map(|r| r.get(5).as_i64().unwrap()).collect();
-        assert_eq!(joined, vec![111]);
+        assert!(h.output.is_empty(), "probes wait for the watermark");
         h.advance(12);
-        assert_eq!(h.join.open_probes(), 0, "results at or behind the watermark are final");
+        let joined: Vec<(i64, i64)> = h.output.keys().map(|r| (r.get(2).as_i64().unwrap(), r.get(5).as_i64().unwrap())).collect();
+        assert_eq!(joined, vec![(1, 111)], "the probe at 12 takes the version at 11; the one at 9 has none");
+        assert_eq!(h.join.waiting_probes(), 0);
         h.update(JoinSide::Version, version("USD", 12, 112), 1);
         assert_eq!(h.dead, 1);
-        // A retraction of a final probe still retracts its joined row.
+        // A retraction of a joined probe retracts its joined row at once.
         h.update(JoinSide::Probe, probe("USD", 12, 1), -1);
         assert!(h.output.is_empty());
     }
@@ -306,8 +296,12 @@ mod tests {
                 if advance == 0 {
                     let watermark = h.watermark.max(time - 5);
                     h.advance(watermark);
+                    // Exactly the probes the watermark passed are joined, with their final version.
+                    let released = probes.iter().filter(|(p, _)| p.get(1).as_timestamp().unwrap() <= watermark).map(|(p, d)| (p.clone(), *d)).collect();
+                    prop_assert_eq!(&h.output, &model(&released, &versions));
                 }
             }
+            h.advance(Millis::MAX - 1);
             prop_assert_eq!(&h.output, &model(&probes, &versions));
         }
     }

@@ -16,6 +16,11 @@
 //!   publishes it around 16:00 CET, so a join that needs the rate as known
 //!   at an instant must not use it before that. Weekends and TARGET holidays
 //!   have no row; a join for those days takes the latest earlier rate.
+//! * Every date also gets `EUR` at 1.0, so a conversion from or to euros
+//!   needs no special case.
+//! * Ticks come in date order, oldest first (the files are newest first), so
+//!   that a watermark on `ts` works for the temporal join of a conversion:
+//!   `JOIN fx FOR SYSTEM_TIME AS OF t.ts AS r ON r.node = t.currency`.
 //! * Dates may be `YYYY-MM-DD` or, as in the daily file, `D Month YYYY`.
 //! * `N/A`, a blank or a non-numeric cell is a dead letter at `file:line`
 //!   naming the currency; the empty trailing column is not a cell.
@@ -55,6 +60,7 @@ impl MarketFormat for EcbFx {
                 (i, out.intern(&code), series)
             })
             .collect();
+        let euro = (out.intern("EUR"), Series::new(&mut out, "ECB", "CURRENCY", "EUR", "EUR", "REF"));
         for row in rows {
             let date_text = field(row, 0);
             let Some(date) = parse_date(date_text) else {
@@ -62,6 +68,7 @@ impl MarketFormat for EcbFx {
                 continue;
             };
             let ts = date.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis()).unwrap_or_default();
+            out.push(euro.1.tick(euro.0.clone(), ts, DAY_S, 1.0));
             for (index, code, series) in &currencies {
                 let cell = field(row, *index);
                 match parse_price(cell).filter(|rate| *rate > 0.0) {
@@ -77,7 +84,9 @@ impl MarketFormat for EcbFx {
                 }
             }
         }
-        out.finish()
+        let mut parsed = out.finish();
+        parsed.ticks.sort_by_key(|tick| tick.ts);
+        parsed
     }
 }
 
@@ -101,8 +110,11 @@ mod tests {
     #[test]
     fn history_sample() {
         let Some(parsed) = sample() else { return };
-        // 7,126 dates x 41 currencies = 292,166 cells: 221,702 rates and 70,464 N/A.
-        assert_eq!(parsed.ticks.len(), 221_702);
+        // 7,126 dates x 41 currencies = 292,166 cells: 221,702 rates and 70,464 N/A;
+        // plus EUR at 1.0 on each of the 7,126 dates.
+        assert_eq!(parsed.ticks.len(), 221_702 + 7_126);
+        assert!(parsed.ticks.windows(2).all(|pair| pair[0].ts <= pair[1].ts), "oldest first");
+        assert_price(&parsed.ticks, "EUR", "2026-10-30 00:00:00", 1.0);
         assert_eq!(parsed.dead_letters.len(), 70_464);
         assert!(parsed.dead_letters.iter().all(|d| d.detail.contains("N/A")));
         // Line 2: 2026-10-30, USD 1.1172, JPY 175.68, GBP 0.8338; BGN is N/A.
@@ -126,7 +138,7 @@ mod tests {
     fn placeholders_and_the_daily_file() {
         let text = b"Date,USD,JPY,\n2024-01-02,1.0956,N/A,\n2024-01-01,,abc,\nsoon,1,2,\n";
         let parsed = EcbFx.parse("fx", "h.csv", text);
-        assert_eq!(parsed.ticks.len(), 1);
+        assert_eq!(parsed.ticks.len(), 1 + 2, "one rate, and EUR on both dates");
         let letters: Vec<(&str, &str)> = parsed.dead_letters.iter().map(|d| (d.position.as_str(), d.detail.as_str())).collect();
         assert_eq!(
             letters,
@@ -139,7 +151,7 @@ mod tests {
         );
         // The daily eurofxref.csv spells the date out and pads with spaces.
         let daily = EcbFx.parse("fx", "d.csv", b"Date, USD, JPY, \n30 October 2026, 1.1172, 175.68, \n");
-        assert_eq!(daily.ticks.len(), 2);
+        assert_eq!(daily.ticks.len(), 3, "USD, JPY and EUR");
         assert_eq!(daily.ticks[1].ts, crate::markets::testkit::utc("2026-10-30 00:00:00"));
     }
 }
