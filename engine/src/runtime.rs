@@ -239,8 +239,7 @@ impl SourceState {
         match self.source.event_time_progress() {
             None => (delayed(self.max_event_time), false),
             Some(EventTimeProgress::Through(time)) => (delayed(time), false),
-            // The value is not counted while idle; repeating the last one keeps the report small.
-            Some(EventTimeProgress::Idle) => (self.reported.map_or(Millis::MIN, |(watermark, _)| watermark), true),
+            Some(EventTimeProgress::Idle(time)) => (delayed(time), true),
         }
     }
 

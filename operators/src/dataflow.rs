@@ -15,9 +15,9 @@
 //! that has not reported yet holds it at [`Millis::MIN`]. An instance that
 //! reports itself idle (every Kafka partition it reads has gone quiet) is
 //! left out of the minimum until it reports again without the flag; with
-//! every instance idle the watermark stays where it is. The watermark never
-//! moves back: an instance returning from idleness behind it sees its rows
-//! treated as late.
+//! every instance idle nothing is pending anywhere, and the watermark moves
+//! to the largest one reported. The watermark never moves back: an instance
+//! returning from idleness behind it sees its rows treated as late.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hash};
@@ -147,8 +147,8 @@ where
                     core.on_update(update, diff, &mut context);
                 }
                 reports.iter().for_each(|report| reported.record(report));
-                if let Some(minimum) = reported.active_minimum(&tables, peers) {
-                    watermark = watermark.max(minimum);
+                if let Some(combined) = reported.combined(&tables, peers) {
+                    watermark = watermark.max(combined);
                 }
                 let mut context = CoreContext {
                     watermark,
@@ -183,17 +183,18 @@ impl InstanceWatermarks {
         *slot = (slot.0.max(report.watermark), report.idle);
     }
 
-    /// The minimum over the instances of `tables` on `peers` workers that
-    /// are not idle (one that never reported counts at [`Millis::MIN`]);
-    /// `None` when every instance is idle, or there are no tables.
-    fn active_minimum(&self, tables: &BTreeSet<u32>, peers: u32) -> Option<Millis> {
-        tables
+    /// The watermark the instances of `tables` on `peers` workers allow:
+    /// the minimum over those not idle (one that never reported counts at
+    /// [`Millis::MIN`]), or, when every one is idle, the maximum; `None`
+    /// without tables.
+    fn combined(&self, tables: &BTreeSet<u32>, peers: u32) -> Option<Millis> {
+        let reports: Vec<(Millis, bool)> = tables
             .iter()
             .flat_map(|table| (0..peers).map(move |instance| (*table, instance)))
             .map(|key| self.reported.get(&key).copied().unwrap_or((Millis::MIN, false)))
-            .filter(|(_, idle)| !idle)
-            .map(|(watermark, _)| watermark)
-            .min()
+            .collect();
+        let active_minimum = reports.iter().filter(|(_, idle)| !idle).map(|(watermark, _)| *watermark).min();
+        active_minimum.or_else(|| reports.iter().map(|(watermark, _)| *watermark).max())
     }
 }
 
@@ -214,18 +215,18 @@ mod tests {
     fn the_minimum_covers_every_instance_of_every_table() {
         let mut reported = InstanceWatermarks::default();
         let tables = BTreeSet::from([0, 2]);
-        assert_eq!(reported.active_minimum(&tables, 2), Some(Millis::MIN));
+        assert_eq!(reported.combined(&tables, 2), Some(Millis::MIN));
         for (table, instance, watermark) in [(0, 0, 50), (0, 1, 70), (2, 0, 90)] {
             reported.record(&report(table, instance, watermark, false));
         }
-        assert_eq!(reported.active_minimum(&tables, 2), Some(Millis::MIN), "table 2 instance 1 has not reported");
+        assert_eq!(reported.combined(&tables, 2), Some(Millis::MIN), "table 2 instance 1 has not reported");
         reported.record(&report(2, 1, 60, false));
-        assert_eq!(reported.active_minimum(&tables, 2), Some(50));
+        assert_eq!(reported.combined(&tables, 2), Some(50));
         reported.record(&report(1, 0, 10, false));
-        assert_eq!(reported.active_minimum(&tables, 2), Some(50), "table 1 does not feed this operator");
+        assert_eq!(reported.combined(&tables, 2), Some(50), "table 1 does not feed this operator");
         reported.record(&report(0, 0, 40, false));
-        assert_eq!(reported.active_minimum(&tables, 2), Some(50), "an instance's watermark never moves back");
-        assert_eq!(reported.active_minimum(&BTreeSet::new(), 2), None);
+        assert_eq!(reported.combined(&tables, 2), Some(50), "an instance's watermark never moves back");
+        assert_eq!(reported.combined(&BTreeSet::new(), 2), None);
     }
 
     #[test]
@@ -234,11 +235,11 @@ mod tests {
         let tables = BTreeSet::from([0]);
         reported.record(&report(0, 0, 100, false));
         reported.record(&report(0, 1, 20, true));
-        assert_eq!(reported.active_minimum(&tables, 2), Some(100));
+        assert_eq!(reported.combined(&tables, 2), Some(100));
         reported.record(&report(0, 1, 30, false));
-        assert_eq!(reported.active_minimum(&tables, 2), Some(30), "back from idleness, it counts again");
+        assert_eq!(reported.combined(&tables, 2), Some(30), "back from idleness, it counts again");
         reported.record(&report(0, 0, 100, true));
         reported.record(&report(0, 1, 30, true));
-        assert_eq!(reported.active_minimum(&tables, 2), None, "all idle: the caller keeps its watermark");
+        assert_eq!(reported.combined(&tables, 2), Some(100), "all idle: nothing is pending, the largest one holds");
     }
 }

@@ -85,8 +85,10 @@ pub enum EventTimeProgress {
     /// row with an event time yet.
     Through(Option<Millis>),
     /// Every stream of the instance is idle: the instance should not hold the
-    /// table's watermark back until one of them produces again.
-    Idle,
+    /// table's watermark back until one of them produces again. Carries the
+    /// largest event time any of its streams produced (nothing is pending, so
+    /// the instance is complete up to there), `None` if none produced a row.
+    Idle(Option<Millis>),
 }
 
 /// A running source instance on one worker.

@@ -14,7 +14,9 @@
 //! so a quiet partition cannot stall every window. Records of a partition
 //! that comes back may then be behind the watermark and be late, as in
 //! Flink. A partition whose bounded read is done never counts again.
-//! Without a timeout no partition is ever idle.
+//! Without a timeout no partition is ever idle. When every partition is idle
+//! the instance is idle, complete up to the largest event time any partition
+//! produced: nothing is pending anywhere.
 
 use std::time::{Duration, Instant};
 
@@ -71,7 +73,8 @@ impl PartitionClocks {
     }
 
     /// The instance's progress at `now`: the minimum over the active
-    /// partitions, or [`EventTimeProgress::Idle`] when none is active.
+    /// partitions, or [`EventTimeProgress::Idle`] with the maximum over all
+    /// partitions when none is active.
     pub(crate) fn progress(&self, now: Instant) -> EventTimeProgress {
         let is_active = |clock: &&PartitionClock| {
             !clock.finished
@@ -81,7 +84,7 @@ impl PartitionClocks {
         };
         let mut active = self.partitions.iter().filter(is_active).peekable();
         if active.peek().is_none() {
-            return EventTimeProgress::Idle;
+            return EventTimeProgress::Idle(self.partitions.iter().filter_map(|clock| clock.max_event_time).max());
         }
         // `None` (nothing yet) sorts below every time, so one silent active
         // partition holds the instance at "nothing known".
@@ -158,6 +161,20 @@ mod tests {
     }
 
     #[test]
+    fn all_idle_is_idle_at_the_largest_time_any_partition_reached() {
+        let start = Instant::now();
+        let mut clocks = PartitionClocks::new(3, Some(SECOND), start);
+        clocks.observe(0, Some(900), start);
+        clocks.observe(1, Some(20), start);
+        assert_eq!(
+            clocks.progress(start),
+            EventTimeProgress::Through(None),
+            "partition 2 is silent but not idle yet"
+        );
+        assert_eq!(clocks.progress(start + 2 * SECOND), EventTimeProgress::Idle(Some(900)));
+    }
+
+    #[test]
     fn all_idle_or_finished_is_idle() {
         let start = Instant::now();
         let mut clocks = PartitionClocks::new(2, Some(SECOND), start);
@@ -168,7 +185,7 @@ mod tests {
             EventTimeProgress::Through(Some(100)),
             "a finished partition does not count"
         );
-        assert_eq!(clocks.progress(start + 2 * SECOND), EventTimeProgress::Idle);
-        assert_eq!(PartitionClocks::new(0, None, start).progress(start), EventTimeProgress::Idle);
+        assert_eq!(clocks.progress(start + 2 * SECOND), EventTimeProgress::Idle(Some(100)));
+        assert_eq!(PartitionClocks::new(0, None, start).progress(start), EventTimeProgress::Idle(None));
     }
 }
