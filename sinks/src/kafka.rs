@@ -296,18 +296,11 @@ mod tests {
     use super::*;
 
     fn table(topic: &str, bootstrap: &str, options: &[(&str, &str)]) -> ConnectorConfig {
-        let mut map = BTreeMap::from([
-            ("connector".to_owned(), "kafka".to_owned()),
-            ("topic".to_owned(), topic.to_owned()),
-            ("properties.bootstrap.servers".to_owned(), bootstrap.to_owned()),
-            ("format".to_owned(), "json".to_owned()),
-        ]);
-        map.extend(options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         ConnectorConfig {
             table: "out".into(),
             schema: Schema::new(vec![Field::new("node", DataType::String), Field::new("price", DataType::Float)]),
             event_time_column: None,
-            options: map,
+            options: testkit::table_options(topic, bootstrap, options),
         }
     }
 

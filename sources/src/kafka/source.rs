@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use carbonflow_core::{ConnectorConfig, DeadLetter, DeadLetterReason, Epoch};
+use carbonflow_core::{ConnectorConfig, DeadLetter, DeadLetterReason, Epoch, Row};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -39,8 +39,23 @@ pub struct KafkaSource {
     time_column: Option<usize>,
     clocks: PartitionClocks,
     commits: Commits,
+    /// The rows of the last message read, not yet handed out.
+    pending: PendingMessage,
+    /// What the decoder wrote for the last message.
+    scratch: SourceBatch,
     /// The position of the message being decoded, reused across messages.
     position: String,
+}
+
+/// The message whose rows are being handed out, in batches of at most
+/// `max_rows` (a market document or a CSV message may hold thousands).
+#[derive(Default)]
+struct PendingMessage {
+    rows: VecDeque<Row>,
+    /// The partition's slot.
+    slot: usize,
+    /// The message's offset, until its last row is out.
+    offset: Option<i64>,
 }
 
 /// What has been read, what the outputs absorbed, and what was committed.
@@ -142,6 +157,8 @@ impl KafkaSource {
                 ready: None,
                 last_commit: Instant::now(),
             },
+            pending: PendingMessage::default(),
+            scratch: SourceBatch::default(),
             position: String::new(),
         })
     }
@@ -164,6 +181,56 @@ impl KafkaSource {
             paused.add_partition(&self.topic, self.partitions[slot]);
             // Only saves fetching what would be dropped; failing to pause changes nothing.
             let _ = self.consumer.pause(&paused);
+        }
+    }
+
+    /// Decodes the next message the consumer has fetched: its dead letters
+    /// into `batch`, its rows into `pending`. `false` when there is none.
+    fn read_message(&mut self, batch: &mut SourceBatch, now: Instant) -> Result<bool, SourceError> {
+        loop {
+            let message = match self.consumer.poll(Duration::ZERO) {
+                None => return Ok(false),
+                Some(Ok(message)) => message,
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    if let Some(slot) = self.slot(partition) {
+                        // End-of-partition events are enabled for bounded reads only.
+                        self.finish_partition(slot);
+                    }
+                    continue;
+                }
+                Some(Err(KafkaError::MessageConsumption(code))) => {
+                    // librdkafka retries these itself (a broker restarting, a
+                    // leader moving); the run goes on.
+                    eprintln!("kafka topic '{}': {code:?}; retrying", self.topic);
+                    continue;
+                }
+                Some(Err(error)) => return Err(self.broker_error(error.to_string())),
+            };
+            let (partition, offset) = (message.partition(), message.offset());
+            // Fetched before the partition was paused at its end, or not ours.
+            let Some(slot) = self.slot(partition).filter(|&slot| !self.done[slot]) else {
+                continue;
+            };
+            self.position.clear();
+            let _ = write!(self.position, "{}/{partition}@{offset}", self.topic);
+            self.scratch.clear();
+            match message.payload() {
+                Some(payload) => self.decoder.decode(payload, &self.position, &mut self.scratch),
+                None => self.scratch.dead_letters.push(DeadLetter {
+                    origin: self.origin.clone(),
+                    reason: DeadLetterReason::Parse,
+                    detail: "message without a value".into(),
+                    position: self.position.clone(),
+                    record: String::new(),
+                }),
+            }
+            // Even a message of dead letters shows the partition is alive.
+            self.clocks.observe(slot, None, now);
+            batch.dead_letters.append(&mut self.scratch.dead_letters);
+            self.pending.rows.extend(self.scratch.rows.drain(..));
+            self.pending.slot = slot;
+            self.pending.offset = Some(offset);
+            return Ok(true);
         }
     }
 
@@ -194,60 +261,35 @@ impl KafkaSource {
 
 impl Source for KafkaSource {
     fn poll(&mut self, batch: &mut SourceBatch, max_rows: usize) -> Result<SourceStatus, SourceError> {
-        if self.done.iter().all(|&done| done) {
-            // Also a worker without partitions: it holds nothing back.
-            return Ok(SourceStatus::Finished);
-        }
         let before = batch.rows.len() + batch.dead_letters.len();
         let now = Instant::now();
-        while batch.rows.len() + batch.dead_letters.len() - before < max_rows {
-            let message = match self.consumer.poll(Duration::ZERO) {
-                None => break,
-                Some(Ok(message)) => message,
-                Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    if let Some(slot) = self.slot(partition) {
-                        // End-of-partition events are enabled for bounded reads only.
-                        self.finish_partition(slot);
-                    }
-                    continue;
-                }
-                Some(Err(KafkaError::MessageConsumption(code))) => {
-                    // librdkafka retries these itself (a broker restarting, a
-                    // leader moving); the run goes on.
-                    eprintln!("kafka topic '{}': {code:?}; retrying", self.topic);
-                    continue;
-                }
-                Some(Err(error)) => return Err(self.broker_error(error.to_string())),
-            };
-            let (partition, offset) = (message.partition(), message.offset());
-            let Some(slot) = self.slot(partition) else { continue };
-            if self.done[slot] {
-                // Fetched before the partition was paused at its end.
-                continue;
+        let mut budget = max_rows;
+        loop {
+            // The rows of a message go out before the next message is read;
+            // its offset counts as consumed once the last of them is out.
+            while budget > 0
+                && let Some(row) = self.pending.rows.pop_front()
+            {
+                let event_time = self.time_column.and_then(|column| row.get(column).as_timestamp());
+                self.clocks.observe(self.pending.slot, event_time, now);
+                batch.rows.push(row);
+                budget -= 1;
             }
-            self.position.clear();
-            let _ = write!(self.position, "{}/{partition}@{offset}", self.topic);
-            let rows_before = batch.rows.len();
-            match message.payload() {
-                Some(payload) => self.decoder.decode(payload, &self.position, batch),
-                None => batch.dead_letters.push(DeadLetter {
-                    origin: self.origin.clone(),
-                    reason: DeadLetterReason::Parse,
-                    detail: "message without a value".into(),
-                    position: self.position.clone(),
-                    record: String::new(),
-                }),
+            if !self.pending.rows.is_empty() {
+                break;
             }
-            drop(message);
-            let event_time = self
-                .time_column
-                .and_then(|column| batch.rows[rows_before..].iter().filter_map(|row| row.get(column).as_timestamp()).max());
-            self.clocks.observe(slot, event_time, now);
-            self.next_offsets[slot] = Some(offset + 1);
+            if let Some(offset) = self.pending.offset.take() {
+                self.next_offsets[self.pending.slot] = Some(offset + 1);
+            }
+            if budget == 0 || !self.read_message(batch, now)? {
+                break;
+            }
+            budget = max_rows.saturating_sub(batch.rows.len() + batch.dead_letters.len() - before);
         }
         Ok(if batch.rows.len() + batch.dead_letters.len() > before {
             SourceStatus::Ready
         } else if self.done.iter().all(|&done| done) {
+            // Also a worker without partitions: it holds nothing back.
             SourceStatus::Finished
         } else {
             SourceStatus::Idle

@@ -8,6 +8,7 @@
 //! when the process exits. So a plain `cargo test` on a fresh machine runs
 //! the Kafka tests too, at the price of installing the broker on first use.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::pin;
@@ -61,6 +62,19 @@ fn start_broker() -> String {
     let address = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     assert!(!address.is_empty(), "{} printed no address:\n{stderr}", script.display());
     address
+}
+
+/// The `WITH` options of a `kafka` table over `topic` in JSON, with
+/// `extra` added (or overriding).
+pub fn table_options(topic: &str, bootstrap: &str, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut options = BTreeMap::from([
+        ("connector".to_owned(), "kafka".to_owned()),
+        ("topic".to_owned(), topic.to_owned()),
+        ("properties.bootstrap.servers".to_owned(), bootstrap.to_owned()),
+        ("format".to_owned(), "json".to_owned()),
+    ]);
+    options.extend(extra.iter().map(|(key, value)| ((*key).to_owned(), (*value).to_owned())));
+    options
 }
 
 /// A topic name no other test uses, on any run against the same broker.

@@ -2,7 +2,6 @@
 //! over workers, bounded reads, startup modes, dead letters, commits and
 //! per-partition event time. Option checks need no broker.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use carbonflow_core::{ConnectorConfig, DataType, Datum, DeadLetter, Field, OptionError, Row, Schema};
@@ -13,13 +12,7 @@ use crate::{EventTimeProgress, Source, SourceBatch, SourceContext, SourceStatus}
 const COLUMNS: &[(&str, DataType)] = &[("node", DataType::String), ("ts", DataType::Timestamp), ("price", DataType::Float)];
 
 fn table(topic: &str, bootstrap: &str, options: &[(&str, &str)]) -> ConnectorConfig {
-    let mut map = BTreeMap::from([
-        ("connector".to_owned(), "kafka".to_owned()),
-        ("topic".to_owned(), topic.to_owned()),
-        ("properties.bootstrap.servers".to_owned(), bootstrap.to_owned()),
-        ("format".to_owned(), "json".to_owned()),
-        ("scan.startup.mode".to_owned(), "earliest-offset".to_owned()),
-    ]);
+    let mut map = testkit::table_options(topic, bootstrap, &[("scan.startup.mode", "earliest-offset")]);
     map.extend(options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     ConnectorConfig {
         table: "ticks".into(),
@@ -241,6 +234,43 @@ fn csv_and_market_messages_decode_like_files() {
     assert_eq!(rows[0].get(2), &Datum::float(95.42));
     assert_eq!(dead.len(), 1, "the '-' placeholder row");
     assert!(dead[0].position.starts_with(&format!("{topic}/0@0:")), "{}", dead[0].position);
+}
+
+#[test]
+fn a_message_of_many_rows_goes_out_in_batches_and_is_consumed_after_its_last_row() {
+    let bootstrap = testkit::bootstrap();
+    let topic = testkit::unique_topic("lines");
+    let group = testkit::unique_topic("group");
+    testkit::create_topic(&bootstrap, &topic, 1);
+    let lines: String = (1..=5).map(|second| format!("A,2024-01-01 00:00:0{second},{second}\n")).collect();
+    testkit::produce(&bootstrap, &topic, [Record::value(0, lines)]);
+    let config = table(&topic, &bootstrap, &[("format", "csv"), ("properties.group.id", group.as_str())]);
+    let mut source = open(&config, SourceContext::SINGLE);
+    let mut batch = SourceBatch::default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while batch.rows.is_empty() {
+        assert!(Instant::now() < deadline, "the message never came");
+        source.poll(&mut batch, 2).unwrap();
+    }
+    assert_eq!(batch.rows.len(), 2, "at most max_rows rows a poll");
+    source.close().unwrap();
+    assert_eq!(
+        testkit::committed_offsets(&bootstrap, &topic, &group),
+        vec![None],
+        "3 rows of the message are still out"
+    );
+    let mut polls = 1;
+    while batch.rows.len() < 5 {
+        let before = batch.rows.len();
+        source.poll(&mut batch, 2).unwrap();
+        assert!(batch.rows.len() - before <= 2);
+        polls += 1;
+    }
+    assert_eq!(polls, 3);
+    let times: Vec<i64> = batch.rows.iter().map(|row| row.get(1).as_timestamp().unwrap()).collect();
+    assert!(times.is_sorted() && times.len() == 5, "{times:?}");
+    source.close().unwrap();
+    assert_eq!(testkit::committed_offsets(&bootstrap, &topic, &group), vec![Some(1)]);
 }
 
 #[test]
