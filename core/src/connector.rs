@@ -65,6 +65,15 @@ impl ConnectorConfig {
         self.option(key).ok_or_else(|| OptionError::Missing { key: key.into() })
     }
 
+    /// The options whose key starts with `prefix`, keyed by the rest of the
+    /// key: with `properties.`, `properties.group.id` becomes `group.id`.
+    pub fn options_with_prefix(&self, prefix: &str) -> BTreeMap<String, String> {
+        self.options
+            .iter()
+            .filter_map(|(key, value)| Some((key.strip_prefix(prefix)?.to_owned(), value.clone())))
+            .collect()
+    }
+
     /// Fails on any option not in `known` (besides `connector`), so a typo is
     /// an error rather than silently ignored.
     pub fn reject_unknown_options(&self, known: &[&str]) -> Result<(), OptionError> {

@@ -77,6 +77,26 @@ fn parse_canonical(bytes: &[u8]) -> Option<Millis> {
     Some(time.and_utc().timestamp_millis())
 }
 
+/// Parses Flink's duration form, as options and settings spell it: a whole
+/// number and a unit (`ms`, `s`, `min`, `h`, `d`, or their long names), with
+/// or without a space between (`'500 ms'`, `'30s'`, `'2 min'`); a bare number
+/// is milliseconds, as in Flink.
+pub fn parse_duration(text: &str) -> Option<Millis> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: Millis = number.parse().ok()?;
+    let millis_per_unit: Millis = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => 1,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1_000,
+        "min" | "mins" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(millis_per_unit)
+}
+
 /// Flink's text form of a `TIMESTAMP(3)`: `2024-01-01 00:01:00.000`.
 pub fn format_timestamp(millis: Millis) -> String {
     match DateTime::from_timestamp_millis(millis) {
@@ -121,6 +141,21 @@ mod tests {
         assert_eq!(format_timestamp(-1), "1969-12-31 23:59:59.999");
         assert_eq!(format_interval(60_000), "+0 00:01:00.000");
         assert_eq!(format_interval(-90_061_001), "-1 01:01:01.001");
+    }
+
+    #[test]
+    fn durations_take_flink_units() {
+        assert_eq!(parse_duration("1 s"), Some(1_000));
+        assert_eq!(parse_duration("500 ms"), Some(500));
+        assert_eq!(parse_duration("500ms"), Some(500));
+        assert_eq!(parse_duration("2 min"), Some(120_000));
+        assert_eq!(parse_duration("3 Hours"), Some(3 * 3_600_000));
+        assert_eq!(parse_duration("1 d"), Some(86_400_000));
+        assert_eq!(parse_duration("250"), Some(250));
+        assert_eq!(parse_duration("0 ms"), Some(0));
+        for bad in ["", "s", "1.5 s", "-1 s", "1 fortnight", "99999999999999999999 d", "9999999999999999 d"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -2,16 +2,29 @@
 //!
 //! Each worker builds the same dataflow, opens its instance of every source
 //! table and loops: poll each source for a batch, feed the rows in at the
-//! current epoch, report each source's watermark (largest event time seen
-//! minus the declared delay; `MAX` once a bounded source is exhausted),
-//! advance the epoch and step the dataflow. At most [`MAX_EPOCHS_IN_FLIGHT`]
+//! current epoch, report each source's watermark, seal the epoch with the
+//! sources, advance it and step the dataflow. At most [`MAX_EPOCHS_IN_FLIGHT`]
 //! epochs may be unfinished, which bounds memory when sources outrun the
 //! operators. When every source is exhausted (or Ctrl-C asked for a stop) the
 //! inputs close and the worker steps until every output has drained.
 //!
+//! A source's watermark is its event-time progress minus the declared delay:
+//! the largest event time seen, or the source's own account when it tracks
+//! several streams (Kafka partitions, see
+//! [`carbonflow_sources::Source::event_time_progress`]); `MAX` once a bounded
+//! source is exhausted. An instance whose streams are all idle reports itself
+//! idle and holds no operator back.
+//!
+//! As the outputs absorb epochs (the probe passes them), each source is told
+//! so ([`carbonflow_sources::Source::commit`]) and may acknowledge its input
+//! upstream; after a run that drained without a failure, each source is
+//! closed, acknowledging everything it read. A failed run acknowledges
+//! nothing more, so a restart re-reads what may not have been written.
+//!
 //! The watermark an operator sees for an epoch is the one reported at the end
 //! of the previous epoch, so which rows are late depends only on the order and
 //! batching of the input, never on thread timing: runs are reproducible.
+//! Idle timeouts are the exception: they follow the wall clock by design.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -24,7 +37,7 @@ use std::time::{Duration, Instant};
 use carbonflow_core::{ConnectorConfig, DeadLetter, Epoch, Millis, Watermark};
 use carbonflow_operators::dataflow::WatermarkUpdate;
 use carbonflow_sinks::Sink;
-use carbonflow_sources::{SourceBatch, SourceContext, SourceStatus, create_source};
+use carbonflow_sources::{EventTimeProgress, SourceBatch, SourceContext, SourceStatus, create_source};
 
 use crate::dataflow::{RunFailureSlot, build};
 use crate::plan::{OutputTarget, Program};
@@ -220,15 +233,28 @@ struct SourceState {
     time_column: Option<usize>,
     delay: Millis,
     max_event_time: Option<Millis>,
-    reported: Option<Millis>,
+    /// The last watermark sent, and whether it said idle.
+    reported: Option<(Millis, bool)>,
 }
 
 impl SourceState {
-    fn watermark(&self) -> Millis {
+    /// The watermark to report, and whether the instance is idle.
+    fn watermark(&self) -> (Millis, bool) {
         if self.finished && !self.interrupted {
-            Watermark::MAX.0
-        } else {
-            self.max_event_time.map_or(Millis::MIN, |t| t.saturating_sub(self.delay))
+            return (Watermark::MAX.0, false);
+        }
+        let delayed = |time: Option<Millis>| time.map_or(Millis::MIN, |t| t.saturating_sub(self.delay));
+        match self.source.event_time_progress() {
+            None => (delayed(self.max_event_time), false),
+            Some(EventTimeProgress::Through(time)) => (delayed(time), false),
+            Some(EventTimeProgress::Idle(time)) => (delayed(time), true),
+        }
+    }
+
+    fn failure(&self, error: carbonflow_sources::SourceError) -> RunFailure {
+        RunFailure::Source {
+            table: self.name.clone(),
+            message: error.to_string(),
         }
     }
 }
@@ -323,6 +349,7 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
         }
         let mut batch = SourceBatch::default();
         let mut epoch: Epoch = 0;
+        let mut committed: Option<Epoch> = None;
         let mut last_progress = Instant::now();
         loop {
             let stopping = options.stop.load(Ordering::Relaxed) || worker_failure.is_set();
@@ -337,10 +364,7 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
                 let status = match state.source.poll(&mut batch, options.batch_size) {
                     Ok(status) => status,
                     Err(error) => {
-                        worker_failure.set(RunFailure::Source {
-                            table: state.name.clone(),
-                            message: error.to_string(),
-                        });
+                        worker_failure.set(state.failure(error));
                         SourceStatus::Finished
                     }
                 };
@@ -360,18 +384,22 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
                 }
             }
             for state in sources.iter_mut().filter(|s| s.time_column.is_some()) {
-                let watermark = state.watermark();
-                if state.reported != Some(watermark) {
-                    state.reported = Some(watermark);
+                let (watermark, idle) = state.watermark();
+                if state.reported != Some((watermark, idle)) {
+                    state.reported = Some((watermark, idle));
                     handles.watermarks.send(WatermarkUpdate {
                         table: state.table as u32,
                         instance: context.worker_index as u32,
                         watermark,
+                        idle,
                     });
                 }
             }
             if sources.iter().all(|s| s.finished) {
                 break;
+            }
+            for state in &mut sources {
+                state.source.seal_epoch(epoch);
             }
             epoch += 1;
             for input in handles.inputs.values_mut() {
@@ -388,6 +416,19 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
             } else {
                 worker.step_or_park(Some(Duration::from_millis(1)));
             }
+            // Epochs below the probe's frontier have reached every output.
+            let absorbed = handles.probe.with_frontier(|frontier| frontier.first().map(|first| first.checked_sub(1)));
+            if let Some(Some(absorbed)) = absorbed
+                && committed != Some(absorbed)
+                && !worker_failure.is_set()
+            {
+                committed = Some(absorbed);
+                for state in &mut sources {
+                    if let Err(error) = state.source.commit(absorbed) {
+                        worker_failure.set(state.failure(error));
+                    }
+                }
+            }
             if let Some(progress) = worker_progress.as_ref().filter(|_| last_progress.elapsed() > Duration::from_millis(100)) {
                 last_progress = Instant::now();
                 progress.report(context.worker_index, &sources, worker_rows.load(Ordering::Relaxed));
@@ -400,6 +441,13 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
         drop(handles.watermarks);
         while !handles.probe.done() {
             worker.step_or_park(Some(Duration::from_millis(1)));
+        }
+        if !worker_failure.is_set() {
+            for state in &mut sources {
+                if let Err(error) = state.source.close() {
+                    worker_failure.set(state.failure(error));
+                }
+            }
         }
     })
     .map_err(|e| RunFailure::Workers(e.to_string()))?;

@@ -120,7 +120,7 @@ fn minute_bars_sql(path: &Path) -> String {
         "CREATE TABLE ticks (node STRING, ts TIMESTAMP(3), price DOUBLE,
              PRIMARY KEY (node, ts) NOT ENFORCED,
              WATERMARK FOR ts AS ts - INTERVAL '60' SECOND)
-         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', 'replay.speed' = '5000');
          CREATE VIEW minute_bars AS
          SELECT node, window_start, window_end, COUNT(*) AS n, SUM(price) AS total
          FROM TABLE(TUMBLE(TABLE ticks, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
@@ -181,7 +181,9 @@ async fn snapshot_then_gap_free_diffs_equal_the_final_windows_at_every_frontier(
             follow_to_the_end(&mut two_nodes_json, &ticks, &[1, 4])
         );
         run.join().unwrap();
-        assert!(events > 5, "the view changed over the run ({events} events)");
+        // Paced at 5000x event time, the run lasts over a second: the client
+        // sees the view at several frontiers, however far it is conflated.
+        assert!(events > 2, "the view changed over the run ({events} events)");
         assert_eq!((everything.resyncs(), everything.reconnects()), (0, 0), "no gap, no reconnect");
         assert!(!everything.replica().rows().is_empty());
         stop(server).await;
@@ -251,7 +253,7 @@ async fn a_client_resumes_after_dropped_connections_without_missing_or_repeating
             "CREATE TABLE ticks (market STRING, node STRING, ts TIMESTAMP(3), price DOUBLE,
                  WATERMARK FOR ts AS ts - INTERVAL '20' MINUTE)
              WITH ('connector' = 'simulator', 'seed' = '3', 'nodes' = '200', 'number-of-rows' = '40000',
-                   'rows-per-second' = '20000', 'revision-probability' = '0.01');
+                   'rows-per-second' = '10000', 'revision-probability' = '0.01');
              CREATE TABLE reference (market STRING, node STRING, ts TIMESTAMP(3), price DOUBLE)
              WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
              CREATE VIEW expensive AS SELECT market, node, ts, price FROM ticks WHERE price > 45;
@@ -283,7 +285,7 @@ async fn a_client_resumes_after_dropped_connections_without_missing_or_repeating
             if event.kind == EventKind::Diff {
                 diffs_since_cut += 1;
             }
-            if diffs_since_cut == 10 && subscriber.reconnects() < 4 {
+            if diffs_since_cut == 5 && subscriber.reconnects() < 4 {
                 proxy.cut_all();
                 diffs_since_cut = 0;
             }
@@ -345,7 +347,7 @@ async fn a_slow_client_is_conflated_and_one_that_stops_reading_is_disconnected()
     };
     stalled.send(Encoding::MessagePack.encode(&subscribe)).await.unwrap();
 
-    // The slow client reads, but pauses between messages.
+    // The slow client reads, but only at the end.
     let mut slow = Subscriber::new(
         ClientOptions {
             receive_buffer: Some(4096),
@@ -356,6 +358,10 @@ async fn a_slow_client_is_conflated_and_one_that_stops_reading_is_disconnected()
     );
     let first_version = slow.next().await.unwrap().version;
     let run = start_run(program, &server, 1, BATCH);
+    // The slow client reads nothing until the run is over: whatever the
+    // machine's speed, its changes pile up behind a few frames in the socket
+    // buffers and are conflated in the server.
+    tokio::task::spawn_blocking(move || run.join().unwrap()).await.unwrap();
     let mut diffs = 0;
     let last_version = loop {
         let event = tokio::time::timeout(Duration::from_secs(60), slow.next())
@@ -366,9 +372,7 @@ async fn a_slow_client_is_conflated_and_one_that_stops_reading_is_disconnected()
         if event.frontier == Some(i64::MAX) {
             break event.version;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    run.join().unwrap();
     let versions = last_version - first_version;
     assert!(diffs * 3 < versions, "{diffs} diffs for {versions} versions of the view: conflated");
     let stats = server.hub().stats();

@@ -12,7 +12,12 @@
 //! [`WatermarkUpdate`]s: each source instance reports, at every epoch, the
 //! event time up to which it is complete. An operator's watermark is the
 //! minimum over the source instances of the tables that feed it; an instance
-//! that has not reported yet holds it at [`Millis::MIN`].
+//! that has not reported yet holds it at [`Millis::MIN`]. An instance that
+//! reports itself idle (every Kafka partition it reads has gone quiet) is
+//! left out of the minimum until it reports again without the flag; with
+//! every instance idle nothing is pending anywhere, and the watermark moves
+//! to the largest one reported. The watermark never moves back: an instance
+//! returning from idleness behind it sees its rows treated as late.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hash};
@@ -34,6 +39,8 @@ pub struct WatermarkUpdate {
     pub instance: u32,
     /// Event time up to which the instance is complete.
     pub watermark: Millis,
+    /// The instance has nothing to say for now and holds nothing back.
+    pub idle: bool,
 }
 
 /// What a core may do while it handles an epoch.
@@ -106,7 +113,7 @@ where
     data.binary_frontier::<_, CapacityContainerBuilder<Updates<Row>>, _, _, _, _>(watermarks, exchange, Pipeline, name, move |_capability, _info| {
         // Pending work per epoch: the capability to emit at it, updates, watermark reports.
         let mut pending: BTreeMap<Epoch, PendingEpoch<D>> = BTreeMap::new();
-        let mut reported: BTreeMap<(u32, u32), Millis> = BTreeMap::new();
+        let mut reported = InstanceWatermarks::default();
         let mut watermark = Millis::MIN;
         let mut output = Vec::new();
         let mut rejected = Vec::new();
@@ -139,17 +146,9 @@ where
                 for (update, diff) in updates {
                     core.on_update(update, diff, &mut context);
                 }
-                for report in reports {
-                    let slot = reported.entry((report.table, report.instance)).or_insert(Millis::MIN);
-                    *slot = (*slot).max(report.watermark);
-                }
-                if !tables.is_empty() {
-                    watermark = tables
-                        .iter()
-                        .flat_map(|table| (0..peers).map(move |instance| (*table, instance)))
-                        .map(|key| reported.get(&key).copied().unwrap_or(Millis::MIN))
-                        .min()
-                        .unwrap_or(Millis::MIN);
+                reports.iter().for_each(|report| reported.record(report));
+                if let Some(combined) = reported.combined(&tables, peers) {
+                    watermark = watermark.max(combined);
                 }
                 let mut context = CoreContext {
                     watermark,
@@ -168,4 +167,79 @@ where
             }
         }
     })
+}
+
+/// What the source instances of an operator's tables have reported.
+#[derive(Debug, Default)]
+struct InstanceWatermarks {
+    /// Per (table, instance): the largest watermark reported, and whether the
+    /// latest report said idle.
+    reported: BTreeMap<(u32, u32), (Millis, bool)>,
+}
+
+impl InstanceWatermarks {
+    fn record(&mut self, report: &WatermarkUpdate) {
+        let slot = self.reported.entry((report.table, report.instance)).or_insert((Millis::MIN, false));
+        *slot = (slot.0.max(report.watermark), report.idle);
+    }
+
+    /// The watermark the instances of `tables` on `peers` workers allow:
+    /// the minimum over those not idle (one that never reported counts at
+    /// [`Millis::MIN`]), or, when every one is idle, the maximum; `None`
+    /// without tables.
+    fn combined(&self, tables: &BTreeSet<u32>, peers: u32) -> Option<Millis> {
+        let reports: Vec<(Millis, bool)> = tables
+            .iter()
+            .flat_map(|table| (0..peers).map(move |instance| (*table, instance)))
+            .map(|key| self.reported.get(&key).copied().unwrap_or((Millis::MIN, false)))
+            .collect();
+        let active_minimum = reports.iter().filter(|(_, idle)| !idle).map(|(watermark, _)| *watermark).min();
+        active_minimum.or_else(|| reports.iter().map(|(watermark, _)| *watermark).max())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(table: u32, instance: u32, watermark: Millis, idle: bool) -> WatermarkUpdate {
+        WatermarkUpdate {
+            table,
+            instance,
+            watermark,
+            idle,
+        }
+    }
+
+    #[test]
+    fn the_minimum_covers_every_instance_of_every_table() {
+        let mut reported = InstanceWatermarks::default();
+        let tables = BTreeSet::from([0, 2]);
+        assert_eq!(reported.combined(&tables, 2), Some(Millis::MIN));
+        for (table, instance, watermark) in [(0, 0, 50), (0, 1, 70), (2, 0, 90)] {
+            reported.record(&report(table, instance, watermark, false));
+        }
+        assert_eq!(reported.combined(&tables, 2), Some(Millis::MIN), "table 2 instance 1 has not reported");
+        reported.record(&report(2, 1, 60, false));
+        assert_eq!(reported.combined(&tables, 2), Some(50));
+        reported.record(&report(1, 0, 10, false));
+        assert_eq!(reported.combined(&tables, 2), Some(50), "table 1 does not feed this operator");
+        reported.record(&report(0, 0, 40, false));
+        assert_eq!(reported.combined(&tables, 2), Some(50), "an instance's watermark never moves back");
+        assert_eq!(reported.combined(&BTreeSet::new(), 2), None);
+    }
+
+    #[test]
+    fn idle_instances_hold_nothing_back_until_they_report_again() {
+        let mut reported = InstanceWatermarks::default();
+        let tables = BTreeSet::from([0]);
+        reported.record(&report(0, 0, 100, false));
+        reported.record(&report(0, 1, 20, true));
+        assert_eq!(reported.combined(&tables, 2), Some(100));
+        reported.record(&report(0, 1, 30, false));
+        assert_eq!(reported.combined(&tables, 2), Some(30), "back from idleness, it counts again");
+        reported.record(&report(0, 0, 100, true));
+        reported.record(&report(0, 1, 30, true));
+        assert_eq!(reported.combined(&tables, 2), Some(100), "all idle: nothing is pending, the largest one holds");
+    }
 }

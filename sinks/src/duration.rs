@@ -2,23 +2,12 @@
 
 use std::time::Duration;
 
-/// Parses Flink's duration form: a whole number and a unit (`ms`, `s`,
-/// `min`, `h`, `d`, or their long names), with or without a space between;
-/// a bare number is milliseconds, as in Flink.
+/// Flink's duration form ([`carbonflow_core::time::parse_duration`]: a whole
+/// number and a unit, a bare number being milliseconds) as a [`Duration`].
 pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number.parse().ok()?;
-    let millis_per_unit: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => 1,
-        "s" | "sec" | "secs" | "second" | "seconds" => 1_000,
-        "min" | "mins" | "minute" | "minutes" => 60_000,
-        "h" | "hour" | "hours" => 3_600_000,
-        "d" | "day" | "days" => 86_400_000,
-        _ => return None,
-    };
-    number.checked_mul(millis_per_unit).map(Duration::from_millis)
+    carbonflow_core::time::parse_duration(text)
+        .and_then(|millis| u64::try_from(millis).ok())
+        .map(Duration::from_millis)
 }
 
 /// What a duration option expects, for error messages.

@@ -1,5 +1,5 @@
 //! Errors of sources: bad declarations (user errors, shown with the option or
-//! column they concern) and I/O failures while running.
+//! column they concern), and I/O or broker failures while running.
 
 use carbonflow_core::OptionError;
 
@@ -15,6 +15,15 @@ pub enum SourceError {
         /// The file or resource.
         path: String,
         /// The underlying error.
+        message: String,
+    },
+    /// The message broker could not be reached or refused a request (no
+    /// such topic, unreachable servers, a failed commit).
+    #[error("kafka topic '{topic}': {message}")]
+    Broker {
+        /// The topic read.
+        topic: String,
+        /// What went wrong.
         message: String,
     },
 }

@@ -7,21 +7,36 @@
 //! the table's declared event-time column and feeds the rows into the dataflow;
 //! sources know nothing of timely or differential.
 //!
+//! Two optional parts of the contract serve sources that read from a
+//! service rather than a file:
+//! * Event time ([`Source::event_time_progress`]): a source that interleaves
+//!   several ordered streams (Kafka partitions) tracks each stream's event
+//!   time itself, so the table's watermark is the minimum over the streams,
+//!   and streams that went idle do not hold it back.
+//! * Acknowledgement ([`Source::seal_epoch`], [`Source::commit`],
+//!   [`Source::close`]): the engine says which epochs every output has
+//!   absorbed, so a source can commit its read position upstream (Kafka
+//!   offsets) and a restarted run resumes where this one stopped.
+//!
 //! Connectors are listed in one place, [`create_source`]:
 //! * `filesystem` ([`filesystem`]): CSV and Parquet files or directories, as
 //!   fast as possible or paced at event time × a factor.
 //! * `simulator` ([`simulator`]): a seeded multi-market price simulator, the
 //!   embedded default that needs no server.
+//! * `kafka` ([`kafka`]): a Kafka topic, its partitions spread over the
+//!   workers, in any record format of [`decode`].
 
+pub mod decode;
 pub mod error;
 pub mod filesystem;
+pub mod kafka;
 pub mod markets;
 pub mod simulator;
 pub mod tick;
 
 pub use error::SourceError;
 
-use carbonflow_core::{ConnectorConfig, DeadLetter, OptionError, Row};
+use carbonflow_core::{ConnectorConfig, DeadLetter, Epoch, Millis, OptionError, Row};
 
 /// What a poll produced, reused across polls to avoid reallocating.
 #[derive(Debug, Default)]
@@ -60,6 +75,22 @@ pub struct SourceProgress {
     pub total: Option<u64>,
 }
 
+/// How far in event time a source instance's input has come, by the
+/// source's own account (see [`Source::event_time_progress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventTimeProgress {
+    /// Every active stream of the instance has produced rows up to this event
+    /// time: the minimum over the active streams of the largest event time
+    /// each has produced, or `None` while an active stream has produced no
+    /// row with an event time yet.
+    Through(Option<Millis>),
+    /// Every stream of the instance is idle: the instance should not hold the
+    /// table's watermark back until one of them produces again. Carries the
+    /// largest event time any of its streams produced (nothing is pending, so
+    /// the instance is complete up to there), `None` if none produced a row.
+    Idle(Option<Millis>),
+}
+
 /// A running source instance on one worker.
 ///
 /// Contract:
@@ -71,6 +102,13 @@ pub struct SourceProgress {
 /// * After [`SourceStatus::Finished`] the source is not polled again.
 /// * Instances of one table on different workers split the input between
 ///   them (each row is produced by exactly one instance).
+///
+/// The engine stamps the rows of each poll with the current ingest epoch and
+/// tells the source about epochs in this order: [`seal_epoch`](Source::seal_epoch)
+/// once after each epoch's polls, [`commit`](Source::commit) with increasing
+/// epochs as the outputs absorb them, and, after a run that drained without
+/// a failure, [`close`](Source::close). Sources with nothing to acknowledge
+/// keep the no-op defaults.
 pub trait Source: Send {
     /// Reads the next rows into `batch`.
     fn poll(&mut self, batch: &mut SourceBatch, max_rows: usize) -> Result<SourceStatus, SourceError>;
@@ -79,10 +117,38 @@ pub trait Source: Send {
     fn progress(&self) -> Option<SourceProgress> {
         None
     }
+
+    /// The instance's event-time progress, for a source that interleaves
+    /// several independently ordered streams and tracks each one's event time
+    /// (from the column [`ConnectorConfig::event_time_column`] names). `None`,
+    /// the default, lets the engine take the largest event time of the rows
+    /// polled, which is right for a single ordered stream (a file). The engine
+    /// subtracts the table's declared watermark delay either way.
+    fn event_time_progress(&self) -> Option<EventTimeProgress> {
+        None
+    }
+
+    /// Every row returned by `poll` so far entered the dataflow at `epoch` or
+    /// an earlier epoch.
+    fn seal_epoch(&mut self, _epoch: Epoch) {}
+
+    /// Every output has absorbed every epoch up to and including `epoch`: the
+    /// input sealed into those epochs is consumed and may be acknowledged
+    /// upstream. Never blocks for long; a source may acknowledge lazily.
+    fn commit(&mut self, _epoch: Epoch) -> Result<(), SourceError> {
+        Ok(())
+    }
+
+    /// The run has drained without a failure: every row returned by `poll`
+    /// has reached every output. Acknowledges all of it before returning (a
+    /// restarted run must find it); the source is dropped next.
+    fn close(&mut self) -> Result<(), SourceError> {
+        Ok(())
+    }
 }
 
 /// The connector names that [`create_source`] accepts.
-pub const CONNECTORS: &[&str] = &["filesystem", "simulator"];
+pub const CONNECTORS: &[&str] = &["filesystem", "simulator", "kafka"];
 
 /// Checks a table's connector options without opening anything that may not
 /// exist yet: unknown connectors, unknown or malformed options and columns the
@@ -91,6 +157,7 @@ pub fn validate_source(config: &ConnectorConfig) -> Result<(), OptionError> {
     match config.connector()? {
         "filesystem" => filesystem::FilesystemSourceOptions::parse(config).map(|_| ()),
         "simulator" => simulator::SimulatorOptions::parse(config).map(|_| ()),
+        "kafka" => kafka::KafkaSourceOptions::parse(config).map(|_| ()),
         other => Err(OptionError::unknown_connector(other, CONNECTORS)),
     }
 }
@@ -100,6 +167,7 @@ pub fn create_source(config: &ConnectorConfig, context: SourceContext) -> Result
     match config.connector()? {
         "filesystem" => filesystem::open(config, context),
         "simulator" => simulator::open(config, context),
+        "kafka" => kafka::open(config, context),
         other => Err(OptionError::unknown_connector(other, CONNECTORS).into()),
     }
 }

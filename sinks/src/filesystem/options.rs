@@ -6,6 +6,7 @@ use std::time::Duration;
 use carbonflow_core::{ConnectorConfig, OptionError};
 
 use crate::duration::{DURATION_FORM, parse_duration};
+use crate::encode::OP_KEY;
 
 const PATH: &str = "path";
 const FORMAT: &str = "format";
@@ -15,9 +16,6 @@ const FLUSH_INTERVAL: &str = "sink.flush-interval";
 
 const CSV_OPTIONS: &[&str] = &[PATH, FORMAT, FIELD_DELIMITER, CHANGELOG, FLUSH_INTERVAL];
 const JSON_OPTIONS: &[&str] = &[PATH, FORMAT, CHANGELOG, FLUSH_INTERVAL];
-
-/// The changelog column of JSON lines, which no declared column may shadow.
-pub(super) const OP_KEY: &str = "op";
 
 /// The line format of the output file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

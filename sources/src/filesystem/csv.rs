@@ -1,100 +1,24 @@
-//! CSV files, read the way Flink's `csv` format reads them.
+//! CSV files, read the way Flink's `csv` format reads them (the record rules
+//! and options are in [`crate::decode::csv`]).
 //!
 //! Files are header-less by default and fields map to the declared columns by
 //! position; `'csv.header' = 'true'` (our extension) skips each file's first
-//! record. Field values follow Flink's text forms: an empty field is NULL except
-//! in STRING columns, and `csv.null-literal` names a text read as NULL in any
-//! column.
+//! record. Dead letters are positioned at `file name:line`.
 //!
-//! Options: `csv.field-delimiter` (one character, default `,`; `\t` is
-//! accepted for a tab), `csv.quote-character` (default `"`),
-//! `csv.allow-comments` (skip lines starting with `#`), `csv.ignore-parse-errors`,
-//! `csv.null-literal` and `csv.header`.
-//!
-//! Malformed records never stop a run:
-//! * By default a record with the wrong number of fields, or with a field that
-//!   does not parse as its column's type, becomes a [`DeadLetter`] (reason
-//!   [`DeadLetterReason::Parse`], position `file name:line`, the record as
-//!   CSV text) and reading goes on with the next record.
-//! * With `'csv.ignore-parse-errors' = 'true'` (Flink's meaning) a field that
-//!   does not parse becomes NULL and the row is kept. A record with the wrong
-//!   number of fields is still dead-lettered: there is no telling which field
-//!   went missing, so no column could be trusted.
-//!
-//! The reader reuses one [`ByteRecord`] and parses fields from bytes, so the
-//! only allocations per row are the row itself and strings not seen before
-//! (the rest are shared through an [`Interner`]).
+//! The reader reuses one [`ByteRecord`] across the records of every file.
 
 use std::fs::File;
 use std::path::Path;
 
-use carbonflow_core::{ConnectorConfig, DataType, Datum, DeadLetter, DeadLetterReason, Interner, OptionError, Row};
+use carbonflow_core::ConnectorConfig;
 use csv::ByteRecord;
 
-use super::value::{check_text_column, field_error, parse_field};
 use super::{FormatReader, file_name};
+use crate::decode::csv::{CsvOptions, RecordParser};
 use crate::{SourceBatch, SourceError};
-
-/// The `csv.*` options.
-pub(super) const OPTIONS: &[&str] = &[
-    "csv.field-delimiter",
-    "csv.quote-character",
-    "csv.allow-comments",
-    "csv.ignore-parse-errors",
-    "csv.null-literal",
-    "csv.header",
-];
-
-/// How many distinct strings a source remembers for sharing.
-const INTERNER_CAPACITY: usize = 100_000;
-
-/// The checked `csv.*` options of a table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CsvOptions {
-    /// The byte between fields (`csv.field-delimiter`, default `,`).
-    pub field_delimiter: u8,
-    /// The byte that quotes a field (`csv.quote-character`, default `"`).
-    pub quote_character: u8,
-    /// Whether lines starting with `#` are skipped (`csv.allow-comments`, default false).
-    pub allow_comments: bool,
-    /// Whether a field that does not parse becomes NULL instead of
-    /// dead-lettering its record (`csv.ignore-parse-errors`, default false).
-    pub ignore_parse_errors: bool,
-    /// A field text read as NULL in any column (`csv.null-literal`, unset by default).
-    pub null_literal: Option<String>,
-    /// Whether each file's first record is a header to skip (`csv.header`, default false).
-    pub header: bool,
-}
-
-impl CsvOptions {
-    /// Reads the `csv.*` options and checks that every column has a text form.
-    pub(super) fn parse(config: &ConnectorConfig) -> Result<Self, OptionError> {
-        for field in &config.schema.fields {
-            check_text_column(field, "csv")?;
-        }
-        let single_byte = |text: &str| match text {
-            "\\t" => Some(b'\t'),
-            _ if text.len() == 1 && text.is_ascii() => Some(text.as_bytes()[0]),
-            _ => None,
-        };
-        Ok(CsvOptions {
-            field_delimiter: config
-                .parsed("csv.field-delimiter", "delimiter (a single ASCII character)", single_byte)?
-                .unwrap_or(b','),
-            quote_character: config
-                .parsed("csv.quote-character", "quote character (a single ASCII character)", single_byte)?
-                .unwrap_or(b'"'),
-            allow_comments: config.flag("csv.allow-comments", false)?,
-            ignore_parse_errors: config.flag("csv.ignore-parse-errors", false)?,
-            null_literal: config.option("csv.null-literal").map(str::to_owned),
-            header: config.flag("csv.header", false)?,
-        })
-    }
-}
 
 /// Reads CSV files record by record into rows.
 pub(super) struct CsvReader {
-    options: CsvOptions,
     parser: RecordParser,
     record: ByteRecord,
     /// The file being read and its short name.
@@ -104,16 +28,8 @@ pub(super) struct CsvReader {
 impl CsvReader {
     /// A reader for the table's columns.
     pub(super) fn new(config: &ConnectorConfig, options: CsvOptions) -> Self {
-        let parser = RecordParser {
-            origin: config.table.clone(),
-            columns: config.schema.fields.iter().map(|field| (field.name.clone(), field.data_type)).collect(),
-            null_literal: options.null_literal.clone(),
-            ignore_parse_errors: options.ignore_parse_errors,
-            interner: Interner::with_capacity(INTERNER_CAPACITY),
-        };
         CsvReader {
-            options,
-            parser,
+            parser: RecordParser::new(config, options),
             record: ByteRecord::new(),
             current: None,
         }
@@ -134,15 +50,8 @@ impl FormatReader for CsvReader {
 
     fn start(&mut self, path: &Path) -> Result<(), SourceError> {
         let file = File::open(path).map_err(|error| io_error(path, error))?;
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .delimiter(self.options.field_delimiter)
-            .quote(self.options.quote_character)
-            .comment(self.options.allow_comments.then_some(b'#'))
-            .buffer_capacity(1 << 16)
-            .from_reader(file);
-        if self.options.header {
+        let mut reader = self.parser.options().reader(1 << 16, file);
+        if self.parser.options().header {
             reader.read_byte_record(&mut self.record).map_err(|error| io_error(path, error))?;
         }
         self.current = Some((reader, file_name(path)));
@@ -156,7 +65,7 @@ impl FormatReader for CsvReader {
             if !reader.read_byte_record(&mut self.record).map_err(|error| io_error(Path::new(name), error))? {
                 return Ok(false);
             }
-            self.parser.parse(&self.record, name, &self.options, batch);
+            self.parser.parse(&self.record, name, batch);
         }
         Ok(true)
     }
@@ -166,79 +75,12 @@ impl FormatReader for CsvReader {
     }
 }
 
-/// Turns records into rows or dead letters.
-struct RecordParser {
-    origin: String,
-    /// Name and type of each declared column.
-    columns: Vec<(String, DataType)>,
-    null_literal: Option<String>,
-    ignore_parse_errors: bool,
-    interner: Interner,
-}
-
-impl RecordParser {
-    fn parse(&mut self, record: &ByteRecord, file: &str, options: &CsvOptions, batch: &mut SourceBatch) {
-        if record.len() != self.columns.len() {
-            let detail = format!("expected {} fields, found {}", self.columns.len(), record.len());
-            batch.dead_letters.push(self.dead_letter(record, file, options, detail));
-            return;
-        }
-        let mut datums = Vec::with_capacity(self.columns.len());
-        for (bytes, (name, data_type)) in record.iter().zip(&self.columns) {
-            let datum = if self.null_literal.as_ref().is_some_and(|null| null.as_bytes() == bytes) {
-                Some(Datum::Null)
-            } else {
-                parse_field(bytes, *data_type, &mut self.interner)
-            };
-            match datum {
-                Some(datum) => datums.push(datum),
-                None if self.ignore_parse_errors => datums.push(Datum::Null),
-                None => {
-                    let detail = field_error(name, *data_type, bytes);
-                    batch.dead_letters.push(self.dead_letter(record, file, options, detail));
-                    return;
-                }
-            }
-        }
-        batch.rows.push(Row::new(datums));
-    }
-
-    fn dead_letter(&self, record: &ByteRecord, file: &str, options: &CsvOptions, detail: String) -> DeadLetter {
-        let line = record.position().map_or(0, csv::Position::line);
-        DeadLetter {
-            origin: self.origin.clone(),
-            reason: DeadLetterReason::Parse,
-            detail,
-            position: format!("{file}:{line}"),
-            record: record_text(record, options),
-        }
-    }
-}
-
-/// The record written back as one CSV line (quoted where needed), since the
-/// reader keeps fields, not raw lines.
-fn record_text(record: &ByteRecord, options: &CsvOptions) -> String {
-    let mut writer = csv::WriterBuilder::new()
-        .delimiter(options.field_delimiter)
-        .quote(options.quote_character)
-        .from_writer(Vec::new());
-    let bytes = match writer
-        .write_byte_record(record)
-        .map_err(|error| error.to_string())
-        .and_then(|()| writer.into_inner().map_err(|error| error.to_string()))
-    {
-        Ok(bytes) => bytes,
-        // Writing to memory cannot fail; keep the fields rather than nothing if it ever does.
-        Err(_) => record.iter().collect::<Vec<_>>().join(&options.field_delimiter),
-    };
-    String::from_utf8_lossy(bytes.strip_suffix(b"\n").unwrap_or(&bytes)).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use std::fs;
 
     use carbonflow_core::time::format_timestamp;
+    use carbonflow_core::{DataType, Datum, DeadLetter, DeadLetterReason, OptionError, Row};
     use proptest::prelude::*;
 
     use super::super::tests::{read_all, table};

@@ -5,23 +5,17 @@
 use std::collections::VecDeque;
 use std::path::Path;
 
-use carbonflow_core::{ConnectorConfig, DeadLetter, OptionError, Row};
+use carbonflow_core::{ConnectorConfig, DeadLetter, Row};
 
 use super::{FormatReader, file_name};
+use crate::decode::market::MarketDecoder;
 use crate::markets::MarketFormat;
 use crate::tick::TickColumn;
 use crate::{SourceBatch, SourceError};
 
-/// Checks that the table's columns are canonical tick columns.
-pub fn check_columns(config: &ConnectorConfig, format: &dyn MarketFormat) -> Result<Vec<TickColumn>, OptionError> {
-    TickColumn::resolve(&config.schema, &format!("format '{}'", format.name()))
-}
-
 /// Reads market files one after the other.
 pub(super) struct MarketReader {
-    format: &'static dyn MarketFormat,
-    table: String,
-    columns: Vec<TickColumn>,
+    decoder: MarketDecoder,
     rows: VecDeque<Row>,
     dead_letters: VecDeque<DeadLetter>,
     file_bytes: u64,
@@ -30,9 +24,7 @@ pub(super) struct MarketReader {
 impl MarketReader {
     pub(super) fn new(config: &ConnectorConfig, format: &'static dyn MarketFormat, columns: Vec<TickColumn>) -> Self {
         MarketReader {
-            format,
-            table: config.table.clone(),
-            columns,
+            decoder: MarketDecoder::new(config, format, columns),
             rows: VecDeque::new(),
             dead_letters: VecDeque::new(),
             file_bytes: 0,
@@ -54,9 +46,9 @@ impl FormatReader for MarketReader {
             message: e.to_string(),
         })?;
         self.file_bytes = bytes.len() as u64;
-        let parsed = self.format.parse(&self.table, &file_name(path), &bytes);
-        self.rows = parsed.ticks.iter().map(|tick| tick.to_row(&self.columns)).collect();
-        self.dead_letters = parsed.dead_letters.into();
+        self.rows.clear();
+        self.dead_letters.clear();
+        self.decoder.decode(&bytes, &file_name(path), &mut self.rows, &mut self.dead_letters);
         Ok(())
     }
 

@@ -22,13 +22,12 @@
 //! * [`Source::progress`] counts bytes (CSV) or rows (Parquet) of this
 //!   instance's files.
 //!
-//! The format modules ([`csv`], [`parquet`]) say how records become rows and
-//! which records become dead letters.
+//! How records become rows, and which become dead letters, is the business
+//! of [`crate::decode`] (CSV, market formats) and [`parquet`].
 
-pub mod csv;
-pub mod market;
+mod csv;
+mod market;
 pub mod parquet;
-mod value;
 
 use std::collections::VecDeque;
 use std::fs;
@@ -39,7 +38,7 @@ use carbonflow_core::{ConnectorConfig, Millis, OptionError, Row};
 
 use crate::{Source, SourceBatch, SourceContext, SourceError, SourceProgress, SourceStatus};
 
-use self::csv::CsvOptions;
+use crate::decode::csv::{self as csv_record, CsvOptions};
 
 /// Options every format accepts.
 const COMMON_OPTIONS: &[&str] = &["path", "format", "replay.speed"];
@@ -67,18 +66,6 @@ pub enum FileFormat {
     Market(&'static dyn crate::markets::MarketFormat, Vec<crate::tick::TickColumn>),
 }
 
-impl PartialEq for &'static dyn crate::markets::MarketFormat {
-    fn eq(&self, other: &Self) -> bool {
-        self.name() == other.name()
-    }
-}
-
-impl std::fmt::Debug for &'static dyn crate::markets::MarketFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl FilesystemSourceOptions {
     /// Checks the options and columns of a `filesystem` table without touching
     /// the file system.
@@ -86,7 +73,7 @@ impl FilesystemSourceOptions {
         let path = PathBuf::from(config.required("path")?);
         let format = match config.required("format")?.to_ascii_lowercase().as_str() {
             "csv" => {
-                config.reject_unknown_options(&[COMMON_OPTIONS, csv::OPTIONS].concat())?;
+                config.reject_unknown_options(&[COMMON_OPTIONS, csv_record::OPTIONS, &[csv_record::HEADER_OPTION]].concat())?;
                 FileFormat::Csv(CsvOptions::parse(config)?)
             }
             "parquet" => {
@@ -97,19 +84,9 @@ impl FilesystemSourceOptions {
             other => match crate::markets::find(other) {
                 Some(market) => {
                     config.reject_unknown_options(COMMON_OPTIONS)?;
-                    FileFormat::Market(market, market::check_columns(config, market)?)
+                    FileFormat::Market(market, crate::decode::market::check_columns(config, market)?)
                 }
-                None => {
-                    let known: Vec<&str> = ["csv", "parquet"]
-                        .into_iter()
-                        .chain(crate::markets::formats().iter().map(|f| f.name()))
-                        .collect();
-                    return Err(OptionError::Invalid {
-                        key: "format".into(),
-                        value: other.into(),
-                        expected: format!("file format (one of {})", known.join(", ")),
-                    });
-                }
+                None => return Err(crate::decode::unknown_format(other, &["csv", "parquet"])),
             },
         };
         let replay_speed = config.parsed("replay.speed", "speed factor (a positive number)", |text| {

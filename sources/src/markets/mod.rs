@@ -109,6 +109,18 @@ pub trait MarketFormat: Sync {
     fn parse(&self, table: &str, file: &str, bytes: &[u8]) -> Parsed;
 }
 
+impl PartialEq for &'static dyn MarketFormat {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl std::fmt::Debug for &'static dyn MarketFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Every market format, in the order `carbonflow formats` lists them.
 pub fn formats() -> Vec<&'static dyn MarketFormat> {
     north_america::FORMATS.iter().chain(international::FORMATS).copied().collect()

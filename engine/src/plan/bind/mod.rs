@@ -12,6 +12,8 @@ use sqlparser::ast::{
 };
 use sqlparser::tokenizer::Span;
 
+/// Durations in settings and options (`'5 min'`), re-exported for the CLI and the dataflow builder.
+pub use carbonflow_core::time::parse_duration;
 use carbonflow_core::time::parse_timestamp;
 use carbonflow_core::{ConnectorConfig, DataType, Datum, Field, Millis, OptionError, Schema};
 use carbonflow_operators::aggregate::{AggregateFunction, AggregateSpec};
@@ -1525,23 +1527,6 @@ pub fn substitute_env(value: &str) -> Result<String, String> {
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// Parses a duration like `'5 min'`, `'30 s'`, `'100 ms'`, `'1 h'` (settings and options).
-pub fn parse_duration(text: &str) -> Option<Millis> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let amount: i64 = text[..split].parse().ok()?;
-    let unit = text[split..].trim().to_ascii_lowercase();
-    let millis = match unit.as_str() {
-        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => 1,
-        "s" | "sec" | "second" | "seconds" => 1_000,
-        "min" | "minute" | "minutes" => 60_000,
-        "h" | "hour" | "hours" => 3_600_000,
-        "d" | "day" | "days" => 86_400_000,
-        _ => return None,
-    };
-    amount.checked_mul(millis)
 }
 
 /// The SQL types we support, mapped onto ours.

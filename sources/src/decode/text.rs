@@ -1,5 +1,5 @@
-//! Text fields to datums: how a CSV field (or any future text format) becomes
-//! a value of its declared column type.
+//! Text fields to datums: how a CSV field, or a string in a JSON or
+//! MessagePack object, becomes a value of its declared column type.
 //!
 //! The rules follow Flink's CSV format: an empty field is NULL for every type
 //! but STRING (where it is the empty string), booleans are case-insensitive,

