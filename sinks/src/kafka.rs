@@ -15,7 +15,8 @@
 //! `properties.<name>` (passed to librdkafka's producer as `<name>`),
 //! `format` (`json`, `csv` or `msgpack`, see [`crate::encode`]),
 //! `csv.field-delimiter` for CSV, `key.fields` (column names separated by
-//! `;`) and `key.format` (the key's format, the value's by default).
+//! `;`; by default the table's `PRIMARY KEY (...) NOT ENFORCED`, if it
+//! declares one) and `key.format` (the key's format, the value's by default).
 //!
 //! A topic is a log, so the sink writes the changelog: one message per
 //! change, its op first (`+I` for an insertion, `-D` for a retraction; the
@@ -125,12 +126,12 @@ impl KafkaSinkOptions {
             });
         }
         let key = match config.option("key.fields") {
-            None => {
-                if config.option("key.format").is_some() {
-                    return Err(OptionError::Missing { key: "key.fields".into() });
-                }
-                None
-            }
+            // Without `key.fields`, the table's PRIMARY KEY keys the messages.
+            None => match &config.primary_key {
+                Some(columns) => Some((columns.clone(), encoding("key.format")?.unwrap_or(value))),
+                None if config.option("key.format").is_some() => return Err(OptionError::Missing { key: "key.fields".into() }),
+                None => None,
+            },
             Some(fields) => {
                 let columns = fields
                     .split(';')
@@ -319,6 +320,9 @@ mod tests {
     #[test]
     fn options_are_checked_without_a_broker() {
         let parse = |options: &[(&str, &str)]| KafkaSinkOptions::parse(&table("t", "127.0.0.1:1", options));
+        let mut with_primary_key = table("t", "127.0.0.1:1", &[]);
+        with_primary_key.primary_key = Some(vec![0]);
+        assert_eq!(KafkaSinkOptions::parse(&with_primary_key).unwrap().key, Some((vec![0], Encoding::Json)), "the primary key keys the messages");
         let keyed = parse(&[("key.fields", "node"), ("key.format", "csv")]).unwrap();
         assert_eq!(keyed.key, Some((vec![0], Encoding::Csv { delimiter: b',' })));
         assert_eq!(parse(&[("key.fields", "price; node")]).unwrap().key, Some((vec![1, 0], Encoding::Json)));
