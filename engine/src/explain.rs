@@ -47,6 +47,10 @@ fn describe(program: &Program, plan: &Plan, depth: usize, out: &mut String) {
         Node::Aggregate { window: None, .. } => "timed operator [exchange by group key; state per group]".to_owned(),
         Node::SessionAggregate { .. } => format!("timed operator [exchange by partition key; watermark of: {}]", watermarks()),
         Node::Join { .. } => "join_map [both sides arranged by key]".to_owned(),
+        Node::Over { .. } => format!(
+            "timed operator [exchange by partition; each row emitted once the watermark of {} passes it, revisions recompute what they reach]",
+            watermarks()
+        ),
         Node::MatchRecognize { .. } => format!(
             "timed operator [exchange by partition; rows released in event-time order on the watermark of: {}]",
             watermarks()
