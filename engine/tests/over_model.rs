@@ -15,11 +15,11 @@ use std::sync::Arc;
 
 mod common;
 
-use carbonflow_core::{DataType, Datum, Millis, Row};
+use carbonflow_core::{DataType, Datum, Millis};
 use carbonflow_operators::aggregate::{AggregateFunction, AggregateSpec};
 use carbonflow_operators::analytics::{CusumParams, Decay, DetectorOutput, Frame, HmmModel, OverCall, OverFunction, OverPartition};
 use carbonflow_sinks::text::csv_field;
-use common::{BASE, Tick, read_sorted, run_sql};
+use common::{Tick, read_sorted, run_sql};
 use proptest::prelude::*;
 
 const TS: usize = 1;
@@ -78,17 +78,7 @@ fn model(ticks: &[Tick]) -> Vec<String> {
     let calls = analytics_calls();
     let mut lines = Vec::new();
     for node in 0..3u8 {
-        let rows: Vec<Row> = latest
-            .iter()
-            .filter(|((n, _), _)| *n == node)
-            .map(|((_, second), price)| {
-                Row::new(vec![
-                    Datum::string(&format!("N{node}")),
-                    Datum::Timestamp(BASE + second * 1000),
-                    Datum::float(*price as f64),
-                ])
-            })
-            .collect();
+        let rows = common::node_rows(&latest, node);
         let times: Vec<Millis> = rows.iter().map(|r| r.get(TS).as_timestamp().unwrap()).collect();
         let mut partition = OverPartition::new(&calls);
         for (row, time) in rows.iter().zip(&times) {

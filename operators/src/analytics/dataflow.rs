@@ -19,18 +19,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use carbonflow_core::{DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
+use carbonflow_core::{Diff, Epoch, Millis, Row};
 
 use super::{OverCall, OverPartition};
-use crate::dataflow::{CoreContext, TimedCore};
+use crate::dataflow::{CoreContext, EventTimeOrder, TimedCore, release_passed};
 
 /// The OVER operator core. Input: `(partition key, row)`; output: the row
 /// followed by one result per call.
 pub struct Over {
-    name: String,
+    order: EventTimeOrder,
     calls: Vec<OverCall>,
-    time_column: usize,
-    allowed_lateness: Millis,
     partitions: HashMap<Row, Partition>,
 }
 
@@ -45,10 +43,12 @@ impl Over {
     /// `time_column`, accepting changes up to `allowed_lateness` behind the watermark.
     pub fn new(name: impl Into<String>, calls: Vec<OverCall>, time_column: usize, allowed_lateness: Millis) -> Self {
         Over {
-            name: name.into(),
+            order: EventTimeOrder {
+                origin: name.into(),
+                time_column,
+                allowed_lateness,
+            },
             calls,
-            time_column,
-            allowed_lateness,
             partitions: HashMap::new(),
         }
     }
@@ -57,41 +57,15 @@ impl Over {
     pub fn held_rows(&self) -> usize {
         self.partitions.values().map(|p| p.released.len() + p.pending.len()).sum()
     }
-
-    /// Event time before which a change is late.
-    fn late_before(&self, watermark: Millis) -> Option<Millis> {
-        (watermark != Millis::MIN).then(|| watermark.saturating_sub(self.allowed_lateness))
-    }
-
-    fn dead_letter(&self, reason: DeadLetterReason, detail: &str, row: &Row) -> DeadLetter {
-        DeadLetter {
-            origin: self.name.clone(),
-            reason,
-            detail: detail.into(),
-            position: "event time".into(),
-            record: row.to_string(),
-        }
-    }
 }
 
 impl TimedCore for Over {
     type Input = (Row, Row);
 
     fn on_update(&mut self, (key, row): (Row, Row), diff: Diff, context: &mut CoreContext) {
-        let Some(ts) = row.get(self.time_column).as_timestamp() else {
-            let letter = self.dead_letter(DeadLetterReason::Eval, "a row without event time cannot be ordered for OVER", &row);
-            context.dead_letters.push(letter);
+        let Some(ts) = self.order.admit(&row, context.watermark, context.dead_letters) else {
             return;
         };
-        if self.late_before(context.watermark).is_some_and(|late| ts < late) {
-            let letter = self.dead_letter(
-                DeadLetterReason::Late,
-                "the row is further behind the watermark than the allowed lateness",
-                &row,
-            );
-            context.dead_letters.push(letter);
-            return;
-        }
         let calls = &self.calls;
         let partition = self.partitions.entry(key).or_insert_with(|| Partition {
             pending: BTreeMap::new(),
@@ -109,14 +83,11 @@ impl TimedCore for Over {
 
     fn on_epoch_end(&mut self, _epoch: Epoch, context: &mut CoreContext) {
         let watermark = context.watermark;
-        let stable = self.late_before(watermark);
+        let stable = self.order.late_before(watermark);
         for partition in self.partitions.values_mut() {
-            if watermark != Millis::MIN && partition.pending.first_key_value().is_some_and(|((ts, _), _)| *ts <= watermark) {
-                let later = partition.pending.split_off(&(watermark.saturating_add(1), Row::empty()));
-                for ((ts, row), count) in std::mem::replace(&mut partition.pending, later) {
-                    // A net retraction of a row that never arrived has nothing to retract.
-                    partition.released.insert(ts, row, count.max(0) as usize);
-                }
+            for ((ts, row), count) in release_passed(&mut partition.pending, watermark) {
+                // A net retraction of a row that never arrived has nothing to retract.
+                partition.released.insert(ts, row, count.max(0) as usize);
             }
             partition.released.recompute(context.output);
             if let Some(stable) = stable {
@@ -131,7 +102,7 @@ impl TimedCore for Over {
 mod tests {
     use super::*;
     use crate::analytics::{Decay, Frame, OverFunction};
-    use carbonflow_core::Datum;
+    use carbonflow_core::{Datum, DeadLetterReason};
 
     const MINUTE: Millis = 60_000;
 

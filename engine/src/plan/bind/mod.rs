@@ -118,6 +118,17 @@ struct Scope {
 }
 
 impl Scope {
+    /// The columns of a `PARTITION BY` (of MATCH_RECOGNIZE or OVER), which must be plain columns.
+    fn partition_columns(&self, keys: &[Ast]) -> SqlResult<Vec<usize>> {
+        keys.iter()
+            .map(|key| match key {
+                Ast::Identifier(ident) => self.resolve(None, ident),
+                Ast::CompoundIdentifier(parts) if parts.len() == 2 => self.resolve(Some(&parts[0]), &parts[1]),
+                other => Err(SqlError::at(other, "PARTITION BY takes columns")),
+            })
+            .collect()
+    }
+
     fn of(schema: &Schema, qualifier: Option<&str>) -> Scope {
         Scope {
             columns: schema

@@ -353,15 +353,7 @@ impl Binder {
 
     /// The partition columns and the frame of a window, checking its `ORDER BY`.
     fn window(&mut self, window: &WindowSpec, scope: &Scope, time_column: usize) -> SqlResult<(Vec<usize>, Frame)> {
-        let partition = window
-            .partition_by
-            .iter()
-            .map(|key| match key {
-                Ast::Identifier(ident) => scope.resolve(None, ident),
-                Ast::CompoundIdentifier(parts) if parts.len() == 2 => scope.resolve(Some(&parts[0]), &parts[1]),
-                other => Err(SqlError::at(other, "PARTITION BY takes columns")),
-            })
-            .collect::<SqlResult<Vec<_>>>()?;
+        let partition = scope.partition_columns(&window.partition_by)?;
         let time_name = &scope.columns[time_column].name;
         match window.order_by.as_slice() {
             [only] if self.expr(&only.expr, scope, None).ok().and_then(|(e, _)| e.as_column()) == Some(time_column) => {
