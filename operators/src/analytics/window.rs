@@ -2,9 +2,11 @@
 //!
 //! A row's window is the index range `[lower(j), upper(j))`, both edges
 //! moving forward with `j` ([`Edge`]). [`Sliding`] adds the rows entering at
-//! the upper edge and removes those leaving at the lower edge; after a
-//! restart it rebuilds the state from the first row's window. Window states
-//! are exact under removal, so a result depends on the window's rows only.
+//! the upper edge and removes those leaving at the lower edge; a restart
+//! before a changed row rebuilds the state from that row's window (a restart
+//! right after the last computed row, the streaming case, just carries on).
+//! Window states are exact under removal, so a result depends on the
+//! window's rows only.
 
 use carbonflow_core::{Datum, Millis, Row};
 
@@ -73,6 +75,8 @@ pub(crate) struct Sliding<S> {
     upper_edge: Edge,
     lower: usize,
     upper: usize,
+    /// The row the window was last slid to, while its state is still valid.
+    last: Option<usize>,
 }
 
 impl<S: WindowState> Sliding<S> {
@@ -83,14 +87,35 @@ impl<S: WindowState> Sliding<S> {
             upper_edge,
             lower: 0,
             upper: 0,
+            last: None,
         }
     }
 
+    /// Prepares to slide to `start`. When the window was last at the row just
+    /// before and holds no row from `start` on (which may have changed), it
+    /// carries on: appending a row costs one slide, not a rebuild.
     pub(crate) fn restart(&mut self, rows: Rows, start: usize) {
+        if start > 0 && self.last == Some(start - 1) && self.upper <= start {
+            return;
+        }
         self.state.clear();
         let lower = if start < rows.len() { self.lower_edge.at(rows, start) } else { start };
         self.lower = lower;
         self.upper = lower;
+        self.last = None;
+    }
+
+    /// The first `count` rows were dropped: positions move down, or the state
+    /// is given up if the window held one of them.
+    pub(crate) fn trim(&mut self, count: usize) {
+        match self.last {
+            Some(last) if self.lower >= count && last >= count => {
+                self.lower -= count;
+                self.upper -= count;
+                self.last = Some(last - count);
+            }
+            _ => self.last = None,
+        }
     }
 
     /// Moves the window to row `j`.
@@ -105,6 +130,7 @@ impl<S: WindowState> Sliding<S> {
             self.state.remove(&rows.rows[index], rows.times[index]);
         }
         self.lower = lower;
+        self.last = Some(j);
     }
 }
 
@@ -125,8 +151,8 @@ impl<S: WindowState> Evaluator for WindowEvaluator<S> {
         self.sliding.state.result(&rows.rows[index], rows.times[index])
     }
 
-    fn trim(&mut self, _count: usize) {
-        // The window is rebuilt at every restart; positions are not kept across one.
+    fn trim(&mut self, count: usize) {
+        self.sliding.trim(count);
     }
 
     fn reach(&self) -> Reach {
@@ -476,7 +502,10 @@ impl Evaluator for CorrShift {
         }
     }
 
-    fn trim(&mut self, _count: usize) {}
+    fn trim(&mut self, count: usize) {
+        self.recent.trim(count);
+        self.before.trim(count);
+    }
 
     fn reach(&self) -> Reach {
         self.reach
