@@ -4,5 +4,8 @@
 //! throughput harness is the `throughput` binary, a thin command line over
 //! [`throughput`], which holds the workload, the engine runs and the
 //! hand-written ceiling so that tests can check they all do the same work.
+//! The `analytics_throughput` binary runs [`analytics`]: the same ticks
+//! through the OVER anomaly and regime functions.
 
+pub mod analytics;
 pub mod throughput;

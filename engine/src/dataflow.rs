@@ -10,6 +10,7 @@
 //! | TUMBLE / HOP / CUMULATE | `flat_map` assigning each row to its windows |
 //! | aggregate | [`GroupedAggregate`] in the shared [`timed_operator`] |
 //! | session aggregate | [`SessionAggregate`] in the same wrapper |
+//! | OVER calls | [`Over`] in the same wrapper, keyed by partition |
 //! | join | differential's arranged `join_map` |
 //! | output | a sink core on worker 0, fed consolidated changes per epoch |
 //!
@@ -27,6 +28,7 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::{InputHandleVec, ProbeHandle, Scope, Stream};
 
 use carbonflow_core::{ConnectorConfig, Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row, Watermark};
+use carbonflow_operators::analytics::dataflow::Over;
 use carbonflow_operators::cep::MatchRecognizer;
 use carbonflow_operators::dataflow::{CoreContext, TimedCore, WatermarkUpdate, route_hash, timed_operator};
 use carbonflow_operators::grouped::{EmitMode, GroupedAggregate, WindowKey};
@@ -254,6 +256,18 @@ impl<'s> Builder<'s, '_> {
                 let recognizer = MatchRecognizer::new(spec.clone()).expect("checked by the binder");
                 let core = carbonflow_operators::cep::dataflow::MatchRecognize::new("MatchRecognize", recognizer, *time_column, self.program.allowed_lateness);
                 self.keyed(keyed, watermark_tables(plan), "MatchRecognize", core)
+            }
+            Node::Over {
+                input,
+                partition,
+                time_column,
+                calls,
+            } => {
+                let input = self.plan(input);
+                let partition = partition.clone();
+                let keyed = input.map(move |row| (row.project(&partition), row));
+                let core = Over::new("Over", calls.clone(), *time_column, self.program.allowed_lateness);
+                self.keyed(keyed, watermark_tables(plan), "Over", core)
             }
             Node::Join {
                 left,

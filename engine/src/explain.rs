@@ -57,6 +57,10 @@ fn describe(program: &Program, plan: &Plan, depth: usize, out: &mut String) {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+        Node::Over { .. } => format!(
+            "timed operator [exchange by partition; each row emitted once the watermark of {} passes it, revisions recompute what they reach]",
+            watermarks()
+        ),
         Node::MatchRecognize { .. } => format!(
             "timed operator [exchange by partition; rows released in event-time order on the watermark of: {}]",
             watermarks()

@@ -11,10 +11,10 @@ mod common;
 
 use carbonflow::cli::check_text;
 use carbonflow::runtime::{RunOptions, run};
-use carbonflow_core::{Datum, Row};
+use carbonflow_core::Datum;
 use carbonflow_operators::cep::{AfterMatchSkip, BinaryOp, MatchExpr, MatchRecognizer, MatchSpec, RowsPerMatch, Within};
 use carbonflow_sinks::text::csv_field;
-use common::{BASE, Tick, read_sorted, run_sql};
+use common::{Tick, read_sorted, run_sql};
 use proptest::prelude::*;
 
 const PRICE: usize = 2;
@@ -68,17 +68,7 @@ fn model(ticks: &[Tick], all_rows: bool) -> Vec<String> {
     let recognizer = recognizer(all_rows);
     let mut lines = Vec::new();
     for node in 0..2u8 {
-        let rows: Vec<Row> = latest
-            .iter()
-            .filter(|((n, _), _)| *n == node)
-            .map(|((_, second), price)| {
-                Row::new(vec![
-                    Datum::string(&format!("N{node}")),
-                    Datum::Timestamp(BASE + second * 1000),
-                    Datum::float(*price as f64),
-                ])
-            })
-            .collect();
+        let rows = common::node_rows(&latest, node);
         for found in recognizer.find_matches(&rows, 0, 1).matches {
             // ONE ROW: the node, then the measures; ALL ROWS: each matched row, then its running measures.
             let heads: Vec<Vec<Datum>> = if all_rows {

@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hash};
 
-use carbonflow_core::{DeadLetter, Diff, Epoch, Millis, Row};
+use carbonflow_core::{DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
@@ -68,6 +68,64 @@ pub trait TimedCore: 'static {
 
     /// Every input is exhausted; no epoch follows.
     fn on_finish(&mut self) {}
+}
+
+/// Admission by event time for the cores that order each partition's rows
+/// by event time and accept changes up to an allowed lateness behind the
+/// watermark (`MATCH_RECOGNIZE`, OVER): rows wait in a per-partition
+/// `pending` map until the watermark passes them ([`release_passed`]); a
+/// change further behind than the lateness, or a row without event time, is
+/// dead-lettered.
+#[derive(Clone, Debug)]
+pub struct EventTimeOrder {
+    /// The operator's name, for dead letters.
+    pub origin: String,
+    /// The event-time column (TIMESTAMP).
+    pub time_column: usize,
+    /// How far behind the watermark a change is still accepted.
+    pub allowed_lateness: Millis,
+}
+
+impl EventTimeOrder {
+    /// Event time before which a change is late: more than the allowed
+    /// lateness behind the watermark (none before the first watermark).
+    pub fn late_before(&self, watermark: Millis) -> Option<Millis> {
+        (watermark != Millis::MIN).then(|| watermark.saturating_sub(self.allowed_lateness))
+    }
+
+    /// The event time of `row` when a change of it is accepted under
+    /// `watermark`; otherwise the row goes to `dead_letters`.
+    pub fn admit(&self, row: &Row, watermark: Millis, dead_letters: &mut Vec<DeadLetter>) -> Option<Millis> {
+        let (reason, detail) = match row.get(self.time_column).as_timestamp() {
+            None => (
+                DeadLetterReason::Eval,
+                format!("a row without event time cannot be ordered for {}", self.origin),
+            ),
+            Some(ts) if self.late_before(watermark).is_some_and(|late| ts < late) => (
+                DeadLetterReason::Late,
+                "the row is further behind the watermark than the allowed lateness".to_owned(),
+            ),
+            Some(ts) => return Some(ts),
+        };
+        dead_letters.push(DeadLetter {
+            origin: self.origin.clone(),
+            reason,
+            detail,
+            position: "event time".into(),
+            record: row.to_string(),
+        });
+        None
+    }
+}
+
+/// Takes the rows the watermark has passed (event time at or before it)
+/// out of `pending`, in order; the later ones stay.
+pub fn release_passed(pending: &mut BTreeMap<(Millis, Row), Diff>, watermark: Millis) -> BTreeMap<(Millis, Row), Diff> {
+    if watermark == Millis::MIN || pending.first_key_value().is_none_or(|((ts, _), _)| *ts > watermark) {
+        return BTreeMap::new();
+    }
+    let later = pending.split_off(&(watermark.saturating_add(1), Row::empty()));
+    std::mem::replace(pending, later)
 }
 
 /// Updates to collections: differential's `(data, time, diff)` triples.

@@ -12,6 +12,10 @@
 //! * [`aggregate`]: SQL aggregate functions (`COUNT`, `SUM`, `AVG`, `MIN`,
 //!   `MAX`, the variances, `FIRST_VALUE`, `LAST_VALUE`, `DISTINCT`) whose
 //!   state is exact under retraction, and [`GroupAccumulator`] for one group.
+//! * [`analytics`]: OVER functions per partition in event-time order: the
+//!   SQL aggregates over ROWS / RANGE frames, anomaly scores (rolling,
+//!   EWMA, robust and seasonal z-scores) and regime detectors (HMM filter,
+//!   CUSUM, Page-Hinkley, GARCH volatility, correlation shifts).
 //! * [`cep`]: `MATCH_RECOGNIZE` over one partition's ordered rows: patterns
 //!   with backtracking quantifiers, `DEFINE` / `MEASURES` expressions, skip
 //!   modes, `WITHIN`, and the bounds an incremental wrapper recomputes from.
@@ -28,6 +32,7 @@
 //!   ([`dataflow::timed_operator`]), and the watermark stream it reads.
 
 pub mod aggregate;
+pub mod analytics;
 pub mod cep;
 pub mod dataflow;
 pub mod exact_sum;

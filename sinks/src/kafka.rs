@@ -322,7 +322,11 @@ mod tests {
         let parse = |options: &[(&str, &str)]| KafkaSinkOptions::parse(&table("t", "127.0.0.1:1", options));
         let mut with_primary_key = table("t", "127.0.0.1:1", &[]);
         with_primary_key.primary_key = Some(vec![0]);
-        assert_eq!(KafkaSinkOptions::parse(&with_primary_key).unwrap().key, Some((vec![0], Encoding::Json)), "the primary key keys the messages");
+        assert_eq!(
+            KafkaSinkOptions::parse(&with_primary_key).unwrap().key,
+            Some((vec![0], Encoding::Json)),
+            "the primary key keys the messages"
+        );
         let keyed = parse(&[("key.fields", "node"), ("key.format", "csv")]).unwrap();
         assert_eq!(keyed.key, Some((vec![0], Encoding::Csv { delimiter: b',' })));
         assert_eq!(parse(&[("key.fields", "price; node")]).unwrap().key, Some((vec![1, 0], Encoding::Json)));

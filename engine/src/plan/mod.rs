@@ -14,7 +14,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use carbonflow_core::{ConnectorConfig, Millis, Schema};
-use carbonflow_operators::aggregate::AggregateSpec;
+use carbonflow_operators::aggregate::{AggregateFunction, AggregateSpec};
+use carbonflow_operators::analytics::{Decay, Frame, OverCall, OverFunction};
 use carbonflow_operators::cep::MatchSpec;
 use carbonflow_operators::windows::WindowSpec;
 
@@ -242,6 +243,18 @@ pub enum Node {
         /// The inputs, in query order.
         inputs: Vec<Plan>,
     },
+    /// OVER calls (`ZSCORE(price) OVER w`, …): each input row once the
+    /// watermark passes it, followed by one column per call.
+    Over {
+        /// The input.
+        input: Box<Plan>,
+        /// The `PARTITION BY` columns.
+        partition: Vec<usize>,
+        /// The event-time column the rows are ordered by.
+        time_column: usize,
+        /// The calls, with their argument columns and frames.
+        calls: Vec<OverCall>,
+    },
     /// An inner equi-join: output is the left row followed by the right row.
     Join {
         /// The left input.
@@ -265,7 +278,8 @@ impl Plan {
             | Node::WindowAssign { input, .. }
             | Node::Aggregate { input, .. }
             | Node::SessionAggregate { input, .. }
-            | Node::MatchRecognize { input, .. } => {
+            | Node::MatchRecognize { input, .. }
+            | Node::Over { input, .. } => {
                 vec![input]
             }
             Node::Join { left, right, .. } | Node::TemporalJoin { left, right, .. } => vec![left, right],
@@ -297,6 +311,8 @@ impl Plan {
             Node::Aggregate { keys, .. } => Some((0..keys.len()).collect()),
             Node::SessionAggregate { partition, .. } => Some((0..=partition.len()).collect()),
             Node::MatchRecognize { .. } | Node::TemporalJoin { .. } | Node::Union { .. } => None,
+            // One output row per input row, whose results may be revised.
+            Node::Over { input, .. } => input.unique_key(program),
             Node::Join { left, right, .. } => {
                 let mut key = left.unique_key(program)?;
                 let width = left.schema.fields.len();
@@ -312,6 +328,7 @@ impl Plan {
             Node::TableScan { .. } => "TableScan",
             Node::ViewScan { .. } => "ViewScan",
             Node::MatchRecognize { .. } => "MatchRecognize",
+            Node::Over { .. } => "Over",
             Node::Filter { .. } => "Filter",
             Node::Project { .. } => "Project",
             Node::WindowAssign {
@@ -378,6 +395,12 @@ impl Plan {
                     spec.measures.len()
                 )
             }
+            Node::Over {
+                partition, time_column, calls, ..
+            } => {
+                let calls: Vec<String> = calls.iter().map(describe_call).collect();
+                format!("partition={partition:?} order=${time_column} calls=[{}]", calls.join(", "))
+            }
         };
         out.push_str(&format!("{indent}{} {detail}\n{indent}  -> {}", self.operator_name(), self.schema));
         if let Some(rowtime) = self.rowtime {
@@ -402,6 +425,35 @@ fn describe_window(window: &WindowSpec) -> String {
         text.push(format!("offset={}", duration(offset)));
     }
     text.join(" ")
+}
+
+/// An OVER call as `explain` shows it: `ZSCORE($2) rows=19`,
+/// `EWMA_ZSCORE($2 half-life=1 h)`, `CUSUM($2 k=0.5 h=5 warmup=20)`.
+fn describe_call(call: &OverCall) -> String {
+    let args: Vec<String> = match &call.function {
+        OverFunction::Aggregate(spec) if spec.function == AggregateFunction::CountStar => vec!["*".to_owned()],
+        _ => call.args.iter().map(|a| format!("${a}")).collect(),
+    };
+    let parameters = match &call.function {
+        OverFunction::Aggregate(spec) if spec.distinct => " distinct".to_owned(),
+        OverFunction::Ewma(decay) | OverFunction::EwmaZScore(decay) => match decay {
+            Decay::Rows(rows) => format!(" half-life={rows} rows"),
+            Decay::Time(millis) => format!(" half-life={}", duration(*millis)),
+        },
+        OverFunction::Seasonal(seasonal) => format!(" weeks={} zone={}", seasonal.weeks, seasonal.zone),
+        OverFunction::HmmProbability { model, state } => format!(" states={} state={state} observation={}", model.states(), model.observation.name()),
+        OverFunction::HmmState(model) => format!(" states={} observation={}", model.states(), model.observation.name()),
+        OverFunction::Cusum(p, _) => format!(" k={} h={} warmup={}", p.k, p.h, p.warmup),
+        OverFunction::PageHinkley(p, _) => format!(" delta={} lambda={}", p.delta, p.lambda),
+        OverFunction::Garch(p) => format!(" omega={} alpha={} beta={} observation={}", p.omega, p.alpha, p.beta, p.observation.name()),
+        _ => String::new(),
+    };
+    let frame = match call.frame {
+        Frame::Rows(n) => format!(" rows={n}"),
+        Frame::Range(millis) => format!(" range={}", duration(millis)),
+        Frame::Unbounded => String::new(),
+    };
+    format!("{}({}{parameters}){frame}", call.function.name(), args.join(", "))
 }
 
 /// Milliseconds in the largest unit that divides them: `90 s`, `15 min`, `1 d`.

@@ -72,6 +72,23 @@ pub(crate) fn latest(ticks: &[Tick]) -> std::collections::BTreeMap<(u8, i64), i6
     ticks.iter().map(|t| ((t.node, t.second), t.price)).collect()
 }
 
+/// One node's rows `(node STRING, ts TIMESTAMP, price DOUBLE)` after the
+/// revisions ([`latest`]), in event-time order.
+pub(crate) fn node_rows(latest: &std::collections::BTreeMap<(u8, i64), i64>, node: u8) -> Vec<carbonflow_core::Row> {
+    use carbonflow_core::Datum;
+    latest
+        .iter()
+        .filter(|((n, _), _)| *n == node)
+        .map(|((_, second), price)| {
+            carbonflow_core::Row::new(vec![
+                Datum::string(&format!("N{node}")),
+                Datum::Timestamp(BASE + second * 1000),
+                Datum::float(*price as f64),
+            ])
+        })
+        .collect()
+}
+
 /// Writes ticks as header-less CSV `node,ts,price`, in their order.
 pub(crate) fn write_ticks(path: &Path, ticks: &[Tick]) {
     let csv: String = ticks

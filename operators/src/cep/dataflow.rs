@@ -27,14 +27,12 @@ use std::collections::{BTreeMap, HashMap};
 use carbonflow_core::{DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
 
 use super::{Match, MatchRecognizer, RowsPerMatch, resume};
-use crate::dataflow::{CoreContext, TimedCore};
+use crate::dataflow::{CoreContext, EventTimeOrder, TimedCore, release_passed};
 
 /// The `MatchRecognize` operator core. Input: `(partition key, row)`.
 pub struct MatchRecognize {
-    name: String,
+    order: EventTimeOrder,
     recognizer: MatchRecognizer,
-    time_column: usize,
-    allowed_lateness: Millis,
     partitions: HashMap<Row, Partition>,
 }
 
@@ -84,10 +82,12 @@ impl MatchRecognize {
     /// `time_column`, accepting changes up to `allowed_lateness` behind the watermark.
     pub fn new(name: impl Into<String>, recognizer: MatchRecognizer, time_column: usize, allowed_lateness: Millis) -> Self {
         MatchRecognize {
-            name: name.into(),
+            order: EventTimeOrder {
+                origin: name.into(),
+                time_column,
+                allowed_lateness,
+            },
             recognizer,
-            time_column,
-            allowed_lateness,
             partitions: HashMap::new(),
         }
     }
@@ -97,22 +97,12 @@ impl MatchRecognize {
         self.partitions.values().map(|p| p.rows.len() + p.pending.len()).sum()
     }
 
-    /// Event time before which a change is late: more than the allowed
-    /// lateness behind the watermark.
-    fn late_before(&self, watermark: Millis) -> Option<Millis> {
-        (watermark != Millis::MIN).then(|| watermark.saturating_sub(self.allowed_lateness))
-    }
-
     /// Event time before which rows can no longer be part of a changing
     /// match: a match spans at most `WITHIN`, and no change comes from before
     /// [`Self::late_before`].
     fn horizon(&self, watermark: Millis) -> Option<Millis> {
         let within = self.recognizer.within?;
-        self.late_before(watermark).map(|late| late.saturating_sub(within.duration))
-    }
-
-    fn time(&self, row: &Row) -> Option<Millis> {
-        row.get(self.time_column).as_timestamp()
+        self.order.late_before(watermark).map(|late| late.saturating_sub(within.duration))
     }
 
     /// The output rows of a match. `ONE ROW PER MATCH`: the partition key,
@@ -137,27 +127,10 @@ impl TimedCore for MatchRecognize {
     type Input = (Row, Row);
 
     fn on_update(&mut self, (partition, row): (Row, Row), diff: Diff, context: &mut CoreContext) {
-        let Some(ts) = self.time(&row) else {
-            context.dead_letters.push(DeadLetter {
-                origin: self.name.clone(),
-                reason: DeadLetterReason::Eval,
-                detail: "a row without event time cannot be ordered for MATCH_RECOGNIZE".into(),
-                position: "event time".into(),
-                record: row.to_string(),
-            });
+        let Some(ts) = self.order.admit(&row, context.watermark, context.dead_letters) else {
             return;
         };
-        if self.late_before(context.watermark).is_some_and(|late| ts < late) {
-            context.dead_letters.push(DeadLetter {
-                origin: self.name.clone(),
-                reason: DeadLetterReason::Late,
-                detail: "the row is further behind the watermark than the allowed lateness".into(),
-                position: "event time".into(),
-                record: row.to_string(),
-            });
-            return;
-        }
-        let time_column = self.time_column;
+        let time_column = self.order.time_column;
         let state = self.partitions.entry(partition).or_insert_with(|| Partition {
             pending: BTreeMap::new(),
             rows: Vec::new(),
@@ -191,19 +164,15 @@ impl TimedCore for MatchRecognize {
     fn on_epoch_end(&mut self, _epoch: Epoch, context: &mut CoreContext) {
         let watermark = context.watermark;
         let horizon = self.horizon(watermark);
-        let (recognizer, time_column) = (&self.recognizer, self.time_column);
+        let (recognizer, time_column) = (&self.recognizer, self.order.time_column);
         for (partition, state) in &mut self.partitions {
             // Release what the watermark passed: all of it is later than every released row.
-            if watermark != Millis::MIN && state.pending.first_key_value().is_some_and(|((ts, _), _)| *ts <= watermark) {
-                let later = state.pending.split_off(&(watermark.saturating_add(1), Row::empty()));
-                let ready = std::mem::replace(&mut state.pending, later);
-                let from = state.rows.len();
-                for ((_, row), count) in ready {
-                    state.rows.extend(std::iter::repeat_n(row, count.max(0) as usize));
-                }
-                if state.rows.len() > from {
-                    state.changed_from = Some(state.changed_from.map_or(from, |c| c.min(from)));
-                }
+            let from = state.rows.len();
+            for ((_, row), count) in release_passed(&mut state.pending, watermark) {
+                state.rows.extend(std::iter::repeat_n(row, count.max(0) as usize));
+            }
+            if state.rows.len() > from {
+                state.changed_from = Some(state.changed_from.map_or(from, |c| c.min(from)));
             }
             if let Some(changed) = state.changed_from.take() {
                 let earliest = recognizer.earliest_affected_start(&state.rows, changed);
@@ -221,7 +190,7 @@ impl TimedCore for MatchRecognize {
                 state.matches.extend(scan.matches);
                 for failure in scan.failures {
                     context.dead_letters.push(DeadLetter {
-                        origin: self.name.clone(),
+                        origin: self.order.origin.clone(),
                         reason: DeadLetterReason::Eval,
                         detail: failure.message.to_string(),
                         position: "MATCH_RECOGNIZE".into(),

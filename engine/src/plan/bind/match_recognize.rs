@@ -55,14 +55,7 @@ impl Binder {
                 "MATCH_RECOGNIZE needs a table with an event-time column (a WATERMARK)",
             ));
         };
-        let partition = partition_by
-            .iter()
-            .map(|key| match key {
-                Ast::Identifier(ident) => scope.resolve(None, ident),
-                Ast::CompoundIdentifier(parts) if parts.len() == 2 => scope.resolve(Some(&parts[0]), &parts[1]),
-                other => Err(SqlError::at(other, "PARTITION BY takes columns")),
-            })
-            .collect::<SqlResult<Vec<_>>>()?;
+        let partition = scope.partition_columns(partition_by)?;
         match order_by.as_slice() {
             [only]
                 if matches!(&only.expr, Ast::Identifier(i) if scope.resolve(None, i).ok() == Some(time_column))

@@ -22,6 +22,7 @@ use carbonflow_operators::windows::WindowSpec;
 use super::expr::{BinaryOp, Expr, unit_millis};
 use super::functions::Function;
 mod match_recognize;
+mod over;
 
 use super::{AggregateCall, Node, Output, OutputTarget, Plan, Program, Table, TableRole, View, WatermarkSpec, WindowColumns};
 use crate::sql::dialect::TABLE_ARGUMENT;
@@ -119,6 +120,17 @@ struct Scope {
 }
 
 impl Scope {
+    /// The columns of a `PARTITION BY` (of MATCH_RECOGNIZE or OVER), which must be plain columns.
+    fn partition_columns(&self, keys: &[Ast]) -> SqlResult<Vec<usize>> {
+        keys.iter()
+            .map(|key| match key {
+                Ast::Identifier(ident) => self.resolve(None, ident),
+                Ast::CompoundIdentifier(parts) if parts.len() == 2 => self.resolve(Some(&parts[0]), &parts[1]),
+                other => Err(SqlError::at(other, "PARTITION BY takes columns")),
+            })
+            .collect()
+    }
+
     fn of(schema: &Schema, qualifier: Option<&str>) -> Scope {
         Scope {
             columns: schema
@@ -419,6 +431,21 @@ impl Binder {
             Some(ast::Distinct::Distinct) => true,
             Some(other) => return Err(SqlError::new(format!("unsupported {other}"), select.select_token.0.span)),
         };
+        if over::has_over(select) {
+            if session.is_some() || !keys.is_empty() || has_aggregate_items(select) || distinct || emit == Emit::Final {
+                return Err(SqlError::new(
+                    "OVER calls cannot be mixed with GROUP BY, aggregates without OVER, DISTINCT, SESSION windows or EMIT FINAL in one SELECT; use a view",
+                    select.select_token.0.span,
+                ));
+            }
+            return self.over_select(select, plan, &scope);
+        }
+        if let Some(window) = select.named_window.first() {
+            return Err(SqlError::new(
+                format!("window '{}' is defined but no OVER uses it", window.0.value),
+                window.0.span,
+            ));
+        }
         if !keys.is_empty() || has_aggregate_items(select) || session.is_some() {
             if distinct {
                 return Err(SqlError::new("SELECT DISTINCT with GROUP BY is not supported", select.select_token.0.span));
@@ -1228,7 +1255,10 @@ impl Binder {
 
     fn function(&mut self, function: &ast::Function, ast: &Ast, scope: &Scope, mut aggregation: Option<&mut Aggregation>) -> SqlResult<(Expr, DataType)> {
         if function.over.is_some() {
-            return Err(SqlError::at(ast, "OVER windows are not supported; use a window table function"));
+            return Err(SqlError::at(
+                ast,
+                "OVER calls are allowed in SELECT items only (filter their results through a view)",
+            ));
         }
         if function.filter.is_some() {
             return Err(SqlError::at(ast, "FILTER on aggregates is not supported; use CASE inside the aggregate"));
@@ -1585,7 +1615,7 @@ fn conjuncts(expr: &Ast) -> Vec<&Ast> {
 }
 
 fn is_aggregate_call(ast: &Ast) -> bool {
-    matches!(ast, Ast::Function(f) if AggregateFunction::from_name(&f.name.to_string()).is_some())
+    matches!(ast, Ast::Function(f) if f.over.is_none() && AggregateFunction::from_name(&f.name.to_string()).is_some())
 }
 
 /// Whether an expression contains an aggregate call anywhere.

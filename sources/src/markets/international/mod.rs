@@ -170,7 +170,13 @@ mod tests {
         let config = table(dir.path(), "ecb-fx", &[("node", DataType::String), ("price", DataType::Float)], &[]);
         let (rows, dead) = read_all(&config, SourceContext::SINGLE);
         let rates: Vec<&[Datum]> = rows.iter().map(|row| row.datums()).collect();
-        assert_eq!(rates, vec![&[Datum::string("EUR"), Datum::float(1.0)][..], &[Datum::string("USD"), Datum::float(1.0956)][..]]);
+        assert_eq!(
+            rates,
+            vec![
+                &[Datum::string("EUR"), Datum::float(1.0)][..],
+                &[Datum::string("USD"), Datum::float(1.0956)][..]
+            ]
+        );
         assert_eq!(dead.len(), 1);
         assert_eq!((dead[0].origin.as_str(), dead[0].position.as_str()), ("ticks", "rates.csv:2"));
         assert!(dead[0].detail.contains("CYP"));

@@ -1,0 +1,193 @@
+//! `Over`: [`OverPartition`]s driven by epochs and the watermark, with
+//! retractions.
+//!
+//! Rows wait in a per-partition buffer until the watermark passes their event
+//! time (Flink emits OVER results then too); they then join the partition's
+//! ordered rows, and each is emitted once, with its results. A row that
+//! arrives or is retracted after the watermark passed its event time, but no
+//! more than the allowed lateness behind it (a late revision), changes the
+//! ordered rows in place: the results it reaches are recomputed, and those
+//! that differ are retracted and emitted anew. A change further behind is
+//! late and goes to the dead-letter output, as for windows and
+//! `MATCH_RECOGNIZE`.
+//!
+//! State is bounded by the lateness: no row before `watermark - allowed
+//! lateness` changes any more, so a partition keeps only what the frames of
+//! the rows after that point read (the `n` rows or the `d` of event time of
+//! the widest frame, twice that for `CORR_SHIFT`, the weeks of a seasonal
+//! baseline) and, for the recurrent functions, their state just before it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use carbonflow_core::{Diff, Epoch, Millis, Row};
+
+use super::{OverCall, OverPartition};
+use crate::dataflow::{CoreContext, EventTimeOrder, TimedCore, release_passed};
+
+/// The OVER operator core. Input: `(partition key, row)`; output: the row
+/// followed by one result per call.
+pub struct Over {
+    order: EventTimeOrder,
+    calls: Vec<OverCall>,
+    partitions: HashMap<Row, Partition>,
+}
+
+struct Partition {
+    /// Rows the watermark has not passed yet, by event time.
+    pending: BTreeMap<(Millis, Row), Diff>,
+    released: OverPartition,
+}
+
+impl Over {
+    /// A core computing `calls` over rows whose event time is at
+    /// `time_column`, accepting changes up to `allowed_lateness` behind the watermark.
+    pub fn new(name: impl Into<String>, calls: Vec<OverCall>, time_column: usize, allowed_lateness: Millis) -> Self {
+        Over {
+            order: EventTimeOrder {
+                origin: name.into(),
+                time_column,
+                allowed_lateness,
+            },
+            calls,
+            partitions: HashMap::new(),
+        }
+    }
+
+    /// Rows held over all partitions, waiting or released.
+    pub fn held_rows(&self) -> usize {
+        self.partitions.values().map(|p| p.released.len() + p.pending.len()).sum()
+    }
+}
+
+impl TimedCore for Over {
+    type Input = (Row, Row);
+
+    fn on_update(&mut self, (key, row): (Row, Row), diff: Diff, context: &mut CoreContext) {
+        let Some(ts) = self.order.admit(&row, context.watermark, context.dead_letters) else {
+            return;
+        };
+        let calls = &self.calls;
+        let partition = self.partitions.entry(key).or_insert_with(|| Partition {
+            pending: BTreeMap::new(),
+            released: OverPartition::new(calls),
+        });
+        let released = context.watermark != Millis::MIN && ts <= context.watermark;
+        if !released {
+            *partition.pending.entry((ts, row)).or_default() += diff;
+        } else if diff > 0 {
+            partition.released.insert(ts, row, diff as usize);
+        } else {
+            partition.released.remove(ts, &row, diff.unsigned_abs() as usize, context.output);
+        }
+    }
+
+    fn on_epoch_end(&mut self, _epoch: Epoch, context: &mut CoreContext) {
+        let watermark = context.watermark;
+        let stable = self.order.late_before(watermark);
+        for partition in self.partitions.values_mut() {
+            for ((ts, row), count) in release_passed(&mut partition.pending, watermark) {
+                // A net retraction of a row that never arrived has nothing to retract.
+                partition.released.insert(ts, row, count.max(0) as usize);
+            }
+            partition.released.recompute(context.output);
+            if let Some(stable) = stable {
+                partition.released.trim(stable);
+            }
+        }
+        self.partitions.retain(|_, p| !p.released.is_empty() || !p.pending.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytics::{Decay, Frame, OverFunction};
+    use carbonflow_core::{Datum, DeadLetterReason};
+
+    const MINUTE: Millis = 60_000;
+
+    fn tick(minute: i64, price: f64) -> (Row, Row) {
+        (
+            Row::new(vec![Datum::string("N")]),
+            Row::new(vec![Datum::float(price), Datum::Timestamp(minute * MINUTE)]),
+        )
+    }
+
+    fn core(calls: Vec<OverCall>) -> Over {
+        Over::new("test", calls, 1, 0)
+    }
+
+    /// Feeds one tick per minute, the watermark one minute behind, and
+    /// returns the most rows held at any time and the consolidated output count.
+    fn drive(core: &mut Over, minutes: i64) -> (usize, usize) {
+        let (mut output, mut dead) = (Vec::new(), Vec::new());
+        let mut most = 0;
+        for minute in 0..minutes {
+            let watermark = if minute == 0 { Millis::MIN } else { (minute - 1) * MINUTE };
+            let mut context = CoreContext {
+                watermark,
+                output: &mut output,
+                dead_letters: &mut dead,
+            };
+            core.on_update(tick(minute, 40.0 + (minute % 7) as f64), 1, &mut context);
+            core.on_epoch_end(minute as u64, &mut context);
+            most = most.max(core.held_rows());
+        }
+        assert!(dead.is_empty());
+        (most, output.iter().map(|(_, diff)| *diff).sum::<i64>() as usize)
+    }
+
+    #[test]
+    fn state_is_bounded_by_the_widest_frame() {
+        let calls = vec![
+            OverCall {
+                function: OverFunction::ZScore,
+                args: vec![0],
+                frame: Frame::Rows(19),
+            },
+            OverCall {
+                function: OverFunction::EwmaZScore(Decay::Rows(10.0)),
+                args: vec![0],
+                frame: Frame::Unbounded,
+            },
+        ];
+        let (most, emitted) = drive(&mut core(calls), 1_000);
+        // 999 rows released (the last one waits for the watermark), each emitted once.
+        assert_eq!(emitted, 999);
+        // The 19 rows before the first changeable one, that row, and the one pending.
+        assert!(most <= 21, "held {most} rows");
+        assert!(most >= 20, "held {most} rows: fewer cannot serve a 20-row frame");
+    }
+
+    #[test]
+    fn a_range_frame_keeps_its_span_of_event_time() {
+        let calls = vec![OverCall {
+            function: OverFunction::Corr,
+            args: vec![0, 0],
+            frame: Frame::Range(30 * MINUTE),
+        }];
+        let (most, _) = drive(&mut core(calls), 500);
+        assert!((31..=33).contains(&most), "held {most} rows for a 30-minute frame of minute ticks");
+    }
+
+    #[test]
+    fn a_change_behind_the_allowed_lateness_is_dead_lettered() {
+        let mut core = core(vec![OverCall {
+            function: OverFunction::ZScore,
+            args: vec![0],
+            frame: Frame::Rows(3),
+        }]);
+        let (mut output, mut dead) = (Vec::new(), Vec::new());
+        let mut context = CoreContext {
+            watermark: 30 * MINUTE,
+            output: &mut output,
+            dead_letters: &mut dead,
+        };
+        core.on_update(tick(29, 40.0), 1, &mut context);
+        core.on_update(tick(30, 40.0), 1, &mut context);
+        core.on_epoch_end(0, &mut context);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].reason, DeadLetterReason::Late);
+        assert_eq!(output.len(), 1, "the row at the watermark is emitted");
+    }
+}
