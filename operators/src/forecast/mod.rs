@@ -1,0 +1,363 @@
+//! `FORECAST`: multi-horizon quantile forecasts from a model over the last
+//! `context` values of each key, in event-time order, with retractions.
+//!
+//! The core ([`Forecast`]) keeps, per key, the values of one column by event
+//! time. A value counts once the watermark has passed its time; every such
+//! time is a forecast *origin*, and its context is the `context` values
+//! ending there, one per `step`. When an epoch ends, every origin whose
+//! context changed (new origins the watermark passed, and origins whose
+//! context holds a late revision) is gathered across all keys into one batch
+//! and sent to the model in one call: batching is what makes a model fast
+//! over thousands of nodes. The old forecasts of those origins are retracted
+//! and the new ones inserted, one row per horizon step: the key columns,
+//! `forecast_time` (the origin), `horizon`, `target_time`, `forecast` (the
+//! median), `p10`, `p50`, `p90`.
+//!
+//! An origin forecasts only when its context is complete: `context` times
+//! exactly `step` apart, each with one non-NULL value. A gap, a duplicate
+//! time or a NULL gives no forecast for the origins that see it (the model
+//! was trained on regular series), rather than a forecast from shifted data.
+//!
+//! State is bounded by the allowed lateness, as for `MATCH_RECOGNIZE`: a
+//! change more than the allowed lateness behind the watermark is dead-
+//! lettered, so once an origin is that far behind its forecasts stand and
+//! are forgotten, and values are kept only while a kept origin can see them.
+//!
+//! The model is a trait ([`ForecastModel`]) so the core is tested without
+//! ONNX; [`onnx::OnnxModel`] runs an ONNX file through ONNX Runtime and
+//! reloads it when the file changes.
+
+pub mod onnx;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use carbonflow_core::{Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
+
+use crate::dataflow::{CoreContext, TimedCore};
+
+/// The quantile levels every forecast model returns, in this order.
+pub const QUANTILES: [f64; 3] = [0.1, 0.5, 0.9];
+
+/// The names of the columns a forecast adds after the key columns.
+pub const OUTPUT_COLUMNS: [&str; 7] = ["forecast_time", "horizon", "target_time", "forecast", "p10", "p50", "p90"];
+
+/// The tensor shapes of a forecast model, without the batch dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelShape {
+    /// Values per context (input `[batch, context]`).
+    pub context: usize,
+    /// Forecast steps (output `[batch, horizon, 3]`).
+    pub horizon: usize,
+}
+
+impl fmt::Display for ModelShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "input [batch, {}] -> output [batch, {}, {}]", self.context, self.horizon, QUANTILES.len())
+    }
+}
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// No ONNX Runtime library was found, or it could not be opened.
+    #[error("{0}")]
+    Runtime(String),
+    /// The model file could not be read or parsed.
+    #[error("model {path}: {message}")]
+    Load {
+        /// The model file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The model's inputs or outputs are not the forecast contract.
+    #[error("model {path}: {message}")]
+    Shape {
+        /// The model file.
+        path: String,
+        /// Which tensor is wrong and what was expected.
+        message: String,
+    },
+    /// Running the model failed.
+    #[error("model {path}: inference failed: {message}")]
+    Run {
+        /// The model file.
+        path: String,
+        /// The runtime's message.
+        message: String,
+    },
+}
+
+/// A forecast model as the core uses it.
+///
+/// Contract: [`ForecastModel::predict`] maps `batch` contexts (row-major,
+/// `batch * shape().context` values, oldest first) to `batch * horizon * 3`
+/// values, row-major `[batch][horizon][quantile]` with the quantiles of
+/// [`QUANTILES`] in order and non-decreasing. Its shape never changes.
+pub trait ForecastModel: 'static {
+    /// The context length and horizon.
+    fn shape(&self) -> ModelShape;
+
+    /// Runs the model on a batch, replacing the contents of `out`.
+    fn predict(&mut self, contexts: &[f32], batch: usize, out: &mut Vec<f32>) -> Result<(), ModelError>;
+
+    /// Picks up a changed model, called before each batch. Returns what
+    /// happened when something did: a reload, or a refused one (the model in
+    /// use stays).
+    fn refresh(&mut self) -> Option<Result<String, ModelError>> {
+        None
+    }
+}
+
+/// What a `FORECAST` reads from its input rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForecastSpec {
+    /// The event-time column.
+    pub time_column: usize,
+    /// The column forecast (numeric).
+    pub value_column: usize,
+    /// The spacing of the series: a context is `context` values this far apart,
+    /// and horizon step `h` targets `origin + h * step`.
+    pub step: Millis,
+    /// How far behind the watermark a change is still accepted.
+    pub allowed_lateness: Millis,
+}
+
+/// The `Forecast` operator core. Input: `(key, row)`.
+pub struct Forecast<M> {
+    name: String,
+    spec: ForecastSpec,
+    model: M,
+    series: HashMap<Row, Series>,
+    /// The watermark at the last epoch end: origins up to it have been considered.
+    released_to: Millis,
+    /// Scratch: the batch being assembled.
+    contexts: Vec<f32>,
+    predictions: Vec<f32>,
+}
+
+/// One key's values and the forecasts emitted from them.
+#[derive(Default)]
+struct Series {
+    /// The values at each event time, with their multiplicities.
+    values: BTreeMap<Millis, Vec<(Option<f64>, Diff)>>,
+    /// Times of changes the watermark had already passed (late revisions).
+    late_changes: BTreeSet<Millis>,
+    /// The rows emitted for each origin, retracted when the origin is recomputed.
+    emitted: BTreeMap<Millis, Vec<Row>>,
+}
+
+impl Series {
+    /// The single live value at `ts`, if there is exactly one and it is not NULL.
+    fn value_at(slot: &[(Option<f64>, Diff)]) -> Option<f64> {
+        match slot {
+            [(value, 1)] => *value,
+            _ => None,
+        }
+    }
+
+    /// Appends the context ending at `origin` to `out`, if it is complete.
+    fn context(&self, origin: Millis, length: usize, step: Millis, out: &mut Vec<f32>) -> bool {
+        let first = origin - (length as Millis - 1) * step;
+        let start = out.len();
+        let mut expected = first;
+        for (&ts, slot) in self.values.range(first..=origin) {
+            match Self::value_at(slot) {
+                Some(value) if ts == expected => out.push(value as f32),
+                _ => {
+                    out.truncate(start);
+                    return false;
+                }
+            }
+            expected += step;
+        }
+        let complete = out.len() - start == length;
+        if !complete {
+            out.truncate(start);
+        }
+        complete
+    }
+}
+
+impl<M: ForecastModel> Forecast<M> {
+    /// A core forecasting with `model` as `spec` says.
+    pub fn new(name: impl Into<String>, spec: ForecastSpec, model: M) -> Self {
+        Forecast {
+            name: name.into(),
+            spec,
+            model,
+            series: HashMap::new(),
+            released_to: Millis::MIN,
+            contexts: Vec::new(),
+            predictions: Vec::new(),
+        }
+    }
+
+    /// The model, for inspection.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// Values held over all keys (bounded by the allowed lateness and the context).
+    pub fn held_values(&self) -> usize {
+        self.series.values().map(|s| s.values.len()).sum()
+    }
+
+    fn late_before(&self, watermark: Millis) -> Option<Millis> {
+        (watermark != Millis::MIN).then(|| watermark.saturating_sub(self.spec.allowed_lateness))
+    }
+
+    fn dead_letter(&self, reason: DeadLetterReason, detail: String, position: &str, record: String) -> DeadLetter {
+        DeadLetter {
+            origin: self.name.clone(),
+            reason,
+            detail,
+            position: position.into(),
+            record,
+        }
+    }
+
+    /// The origins of `series` to recompute now that the watermark moved
+    /// from `previous` to `watermark`.
+    fn affected_origins(series: &mut Series, previous: Millis, watermark: Millis, reach: Millis) -> BTreeSet<Millis> {
+        let mut origins: BTreeSet<Millis> = BTreeSet::new();
+        let newly_released = (std::ops::Bound::Excluded(previous), std::ops::Bound::Included(watermark));
+        if previous < watermark {
+            origins.extend(series.values.range(newly_released).map(|(ts, _)| *ts));
+        }
+        for changed in std::mem::take(&mut series.late_changes) {
+            let last = changed.saturating_add(reach).min(watermark);
+            origins.extend(series.values.range(changed..=last).map(|(ts, _)| *ts));
+            origins.extend(series.emitted.range(changed..=last).map(|(ts, _)| *ts));
+        }
+        origins
+    }
+
+    /// The output rows of one origin's forecast.
+    fn rows(key: &Row, origin: Millis, step: Millis, quantiles: &[f32]) -> Vec<Row> {
+        quantiles
+            .chunks_exact(QUANTILES.len())
+            .enumerate()
+            .map(|(index, q)| {
+                let horizon = index as i64 + 1;
+                let (p10, p50, p90) = (f64::from(q[0]), f64::from(q[1]), f64::from(q[2]));
+                let added = [
+                    Datum::Timestamp(origin),
+                    Datum::Int(horizon),
+                    Datum::Timestamp(origin + horizon * step),
+                    Datum::float(p50),
+                    Datum::float(p10),
+                    Datum::float(p50),
+                    Datum::float(p90),
+                ];
+                key.iter().cloned().chain(added).collect()
+            })
+            .collect()
+    }
+}
+
+impl<M: ForecastModel> TimedCore for Forecast<M> {
+    type Input = (Row, Row);
+
+    fn on_update(&mut self, (key, row): (Row, Row), diff: Diff, context: &mut CoreContext) {
+        let Some(ts) = row.get(self.spec.time_column).as_timestamp() else {
+            let letter = self.dead_letter(
+                DeadLetterReason::Eval,
+                "a row without event time cannot be placed in a series".into(),
+                "event time",
+                row.to_string(),
+            );
+            context.dead_letters.push(letter);
+            return;
+        };
+        if self.late_before(context.watermark).is_some_and(|late| ts < late) {
+            let letter = self.dead_letter(
+                DeadLetterReason::Late,
+                "the row is further behind the watermark than the allowed lateness".into(),
+                "event time",
+                row.to_string(),
+            );
+            context.dead_letters.push(letter);
+            return;
+        }
+        let value = row.get(self.spec.value_column).as_f64();
+        let series = self.series.entry(key).or_default();
+        let slot = series.values.entry(ts).or_default();
+        match slot.iter_mut().find(|(v, _)| v.map(f64::to_bits) == value.map(f64::to_bits)) {
+            Some(entry) => entry.1 += diff,
+            None => slot.push((value, diff)),
+        }
+        slot.retain(|(_, count)| *count != 0);
+        if slot.is_empty() {
+            series.values.remove(&ts);
+        }
+        if context.watermark != Millis::MIN && ts <= context.watermark {
+            series.late_changes.insert(ts);
+        }
+    }
+
+    fn on_epoch_end(&mut self, _epoch: Epoch, context: &mut CoreContext) {
+        let watermark = context.watermark;
+        if let Some(outcome) = self.model.refresh() {
+            let (reason, detail) = match outcome {
+                Ok(message) => (None, message),
+                Err(error) => (Some(DeadLetterReason::Eval), format!("{error}; the previous model stays in use")),
+            };
+            eprintln!("{}: {detail}", self.name);
+            if let Some(reason) = reason {
+                let letter = self.dead_letter(reason, detail, "model file", String::new());
+                context.dead_letters.push(letter);
+            }
+        }
+        let ModelShape { context: length, horizon } = self.model.shape();
+        let step = self.spec.step;
+        let reach = (length as Millis - 1) * step;
+        let previous = self.released_to;
+        self.released_to = self.released_to.max(watermark);
+        let mut batch: Vec<(Row, Millis)> = Vec::new();
+        self.contexts.clear();
+        for (key, series) in &mut self.series {
+            if watermark == Millis::MIN {
+                break;
+            }
+            for origin in Self::affected_origins(series, previous, watermark, reach) {
+                if let Some(old) = series.emitted.remove(&origin) {
+                    context.output.extend(old.into_iter().map(|row| (row, -1)));
+                }
+                if series.context(origin, length, step, &mut self.contexts) {
+                    batch.push((key.clone(), origin));
+                }
+            }
+        }
+        if !batch.is_empty() {
+            match self.model.predict(&self.contexts, batch.len(), &mut self.predictions) {
+                Ok(()) => {
+                    let per_origin = horizon * QUANTILES.len();
+                    for ((key, origin), quantiles) in batch.iter().zip(self.predictions.chunks_exact(per_origin)) {
+                        let rows = Self::rows(key, *origin, step, quantiles);
+                        context.output.extend(rows.iter().map(|row| (row.clone(), 1)));
+                        self.series.get_mut(key).expect("batched from a series").emitted.insert(*origin, rows);
+                    }
+                }
+                Err(error) => {
+                    let record = format!("{} origins, first {} at {}", batch.len(), batch[0].0, batch[0].1);
+                    let letter = self.dead_letter(DeadLetterReason::Eval, error.to_string(), "FORECAST", record);
+                    context.dead_letters.push(letter);
+                }
+            }
+        }
+        // Forget what no accepted change can reach any more.
+        if let Some(late) = self.late_before(watermark) {
+            let keep_values_from = late.saturating_sub(reach);
+            self.series.retain(|_, series| {
+                series.values = series.values.split_off(&keep_values_from);
+                series.emitted = series.emitted.split_off(&late);
+                !series.values.is_empty() || !series.emitted.is_empty()
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
