@@ -16,6 +16,7 @@ use std::fmt;
 use carbonflow_core::{ConnectorConfig, Millis, Schema};
 use carbonflow_operators::aggregate::AggregateSpec;
 use carbonflow_operators::cep::MatchSpec;
+use carbonflow_operators::forecast::ModelShape;
 use carbonflow_operators::windows::WindowSpec;
 
 pub use bind::bind_program;
@@ -141,6 +142,17 @@ pub struct AggregateCall {
     pub arg: Option<Expr>,
 }
 
+/// The model of a `FORECAST`, as checked when binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForecastModelSpec {
+    /// The ONNX file, as written in the query (relative to the working directory).
+    pub path: String,
+    /// The spacing of the input series.
+    pub step: Millis,
+    /// The model's context length and horizon when the query was checked.
+    pub shape: ModelShape,
+}
+
 /// Plan nodes.
 #[derive(Clone, Debug)]
 pub enum Node {
@@ -220,6 +232,21 @@ pub enum Node {
         /// The pattern, conditions, measures, skip mode and `WITHIN`.
         spec: MatchSpec,
     },
+    /// `FORECAST`: per partition, quantile forecasts over the last values of
+    /// a column. Output: the partition columns, then `forecast_time`,
+    /// `horizon`, `target_time`, `forecast`, `p10`, `p50`, `p90`.
+    Forecast {
+        /// The input.
+        input: Box<Plan>,
+        /// The `PARTITION BY` columns.
+        partition: Vec<usize>,
+        /// The event-time column the series is ordered by.
+        time_column: usize,
+        /// The column forecast.
+        value_column: usize,
+        /// The model and the series' step.
+        model: ForecastModelSpec,
+    },
     /// An inner equi-join: output is the left row followed by the right row.
     Join {
         /// The left input.
@@ -243,7 +270,8 @@ impl Plan {
             | Node::WindowAssign { input, .. }
             | Node::Aggregate { input, .. }
             | Node::SessionAggregate { input, .. }
-            | Node::MatchRecognize { input, .. } => {
+            | Node::MatchRecognize { input, .. }
+            | Node::Forecast { input, .. } => {
                 vec![input]
             }
             Node::Join { left, right, .. } => vec![left, right],
@@ -274,6 +302,7 @@ impl Plan {
             Node::Aggregate { keys, .. } => Some((0..keys.len()).collect()),
             Node::SessionAggregate { partition, .. } => Some((0..=partition.len()).collect()),
             Node::MatchRecognize { .. } => None,
+            Node::Forecast { partition, .. } => Some((0..partition.len() + 2).collect()),
             Node::Join { left, right, .. } => {
                 let mut key = left.unique_key(program)?;
                 let width = left.schema.fields.len();
@@ -289,6 +318,7 @@ impl Plan {
             Node::TableScan { .. } => "TableScan",
             Node::ViewScan { .. } => "ViewScan",
             Node::MatchRecognize { .. } => "MatchRecognize",
+            Node::Forecast { .. } => "Forecast",
             Node::Filter { .. } => "Filter",
             Node::Project { .. } => "Project",
             Node::WindowAssign {
@@ -345,6 +375,18 @@ impl Plan {
                     spec.measures.len()
                 )
             }
+            Node::Forecast {
+                partition,
+                time_column,
+                value_column,
+                model,
+                ..
+            } => format!(
+                "partition={partition:?} time=${time_column} value=${value_column} step={} model={} ({})",
+                duration(model.step),
+                model.path,
+                model.shape
+            ),
         };
         out.push_str(&format!("{indent}{} {detail}\n{indent}  -> {}", self.operator_name(), self.schema));
         if let Some(rowtime) = self.rowtime {
