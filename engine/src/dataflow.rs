@@ -284,9 +284,7 @@ impl<'s> Builder<'s, '_> {
                 time_column,
                 spec,
             } => {
-                let input = self.plan(input);
-                let partition = partition.clone();
-                let keyed = input.map(move |row| (row.project(&partition), row));
+                let keyed = self.partitioned(input, partition);
                 let recognizer = MatchRecognizer::new(spec.clone()).expect("checked by the binder");
                 let core = carbonflow_operators::cep::dataflow::MatchRecognize::new("MatchRecognize", recognizer, *time_column, self.program.allowed_lateness);
                 self.keyed(keyed, watermark_tables(plan), "MatchRecognize", core)
@@ -298,9 +296,7 @@ impl<'s> Builder<'s, '_> {
                 value_column,
                 model,
             } => {
-                let input = self.plan(input);
-                let partition = partition.clone();
-                let keyed = input.map(move |row| (row.project(&partition), row));
+                let keyed = self.partitioned(input, partition);
                 let spec = ForecastSpec {
                     time_column: *time_column,
                     value_column: *value_column,
@@ -336,6 +332,12 @@ impl<'s> Builder<'s, '_> {
                 })
             }
         }
+    }
+
+    /// The rows of `input` keyed by their `partition` columns.
+    fn partitioned(&mut self, input: &Plan, partition: &[usize]) -> VecCollection<'s, Epoch, (Row, Row), Diff> {
+        let partition = partition.to_vec();
+        self.plan(input).map(move |row| (row.project(&partition), row))
     }
 
     fn keyed<C: TimedCore<Input = (Row, Row)>>(

@@ -208,14 +208,15 @@ impl<M: ForecastModel> Forecast<M> {
         (watermark != Millis::MIN).then(|| watermark.saturating_sub(self.spec.allowed_lateness))
     }
 
-    fn dead_letter(&self, reason: DeadLetterReason, detail: String, position: &str, record: String) -> DeadLetter {
-        DeadLetter {
+    /// Sends what the core cannot use to the dead-letter output.
+    fn reject(&self, context: &mut CoreContext, reason: DeadLetterReason, detail: String, position: &str, record: String) {
+        context.dead_letters.push(DeadLetter {
             origin: self.name.clone(),
             reason,
             detail,
             position: position.into(),
             record,
-        }
+        });
     }
 
     /// The origins of `series` to recompute now that the watermark moved
@@ -262,24 +263,12 @@ impl<M: ForecastModel> TimedCore for Forecast<M> {
 
     fn on_update(&mut self, (key, row): (Row, Row), diff: Diff, context: &mut CoreContext) {
         let Some(ts) = row.get(self.spec.time_column).as_timestamp() else {
-            let letter = self.dead_letter(
-                DeadLetterReason::Eval,
-                "a row without event time cannot be placed in a series".into(),
-                "event time",
-                row.to_string(),
-            );
-            context.dead_letters.push(letter);
-            return;
+            let detail = "a row without event time cannot be placed in a series".into();
+            return self.reject(context, DeadLetterReason::Eval, detail, "event time", row.to_string());
         };
         if self.late_before(context.watermark).is_some_and(|late| ts < late) {
-            let letter = self.dead_letter(
-                DeadLetterReason::Late,
-                "the row is further behind the watermark than the allowed lateness".into(),
-                "event time",
-                row.to_string(),
-            );
-            context.dead_letters.push(letter);
-            return;
+            let detail = "the row is further behind the watermark than the allowed lateness".into();
+            return self.reject(context, DeadLetterReason::Late, detail, "event time", row.to_string());
         }
         let value = row.get(self.spec.value_column).as_f64();
         let series = self.series.entry(key).or_default();
@@ -306,8 +295,7 @@ impl<M: ForecastModel> TimedCore for Forecast<M> {
             };
             eprintln!("{}: {detail}", self.name);
             if let Some(reason) = reason {
-                let letter = self.dead_letter(reason, detail, "model file", String::new());
-                context.dead_letters.push(letter);
+                self.reject(context, reason, detail, "model file", String::new());
             }
         }
         let ModelShape { context: length, horizon } = self.model.shape();
@@ -342,8 +330,7 @@ impl<M: ForecastModel> TimedCore for Forecast<M> {
                 }
                 Err(error) => {
                     let record = format!("{} origins, first {} at {}", batch.len(), batch[0].0, batch[0].1);
-                    let letter = self.dead_letter(DeadLetterReason::Eval, error.to_string(), "FORECAST", record);
-                    context.dead_letters.push(letter);
+                    self.reject(context, DeadLetterReason::Eval, error.to_string(), "FORECAST", record);
                 }
             }
         }
