@@ -84,25 +84,79 @@ fn python_forecasts(python: &str, fixture: &Path) -> Forecasts {
     origins.into_iter().zip(quantiles).collect()
 }
 
-/// Printed `+I[node, forecast_time, horizon, target_time, forecast, p10, p50, p90]` lines, by (node, origin).
-fn engine_forecasts(stdout: &str) -> Forecasts {
-    let mut out: BTreeMap<(String, String), Vec<Step>> = BTreeMap::new();
+/// The printed changelog (`+I[...]` / `-D[...]` of node, forecast_time,
+/// horizon, target_time, forecast, p10, p50, p90) consolidated, by (node,
+/// origin); and how many rows were retracted.
+fn engine_forecasts(stdout: &str) -> (Forecasts, usize) {
+    let mut rows: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut retracted = 0;
     for line in stdout.lines() {
-        let body = line.strip_prefix("+I[").and_then(|l| l.strip_suffix(']'));
-        let fields: Vec<&str> = body.unwrap_or_else(|| panic!("only insertions expected: {line}")).split(", ").collect();
+        if let Some(body) = line.strip_prefix("+I[") {
+            *rows.entry(body).or_default() += 1;
+        } else if let Some(body) = line.strip_prefix("-D[") {
+            *rows.entry(body).or_default() -= 1;
+            retracted += 1;
+        } else {
+            panic!("not a change: {line}");
+        }
+    }
+    let mut out: BTreeMap<(String, String), Vec<Step>> = BTreeMap::new();
+    for (body, count) in rows {
+        assert!(count == 0 || count == 1, "{count} copies of {body}");
+        if count == 0 {
+            continue;
+        }
+        let fields: Vec<&str> = body.trim_end_matches(']').split(", ").collect();
         let number = |i: usize| fields[i].parse::<f64>().unwrap();
-        assert_eq!(fields[4], fields[6], "forecast is the median: {line}");
+        assert_eq!(fields[4], fields[6], "forecast is the median: {body}");
         out.entry((fields[0].to_owned(), fields[1].trim_end_matches(".000").to_owned()))
             .or_default()
             .push((fields[2].parse().unwrap(), [number(5), number(6), number(7)]));
     }
-    out.into_iter()
+    let forecasts = out
+        .into_iter()
         .map(|(origin, mut steps)| {
             steps.sort_by_key(|(h, _)| *h);
             assert_eq!(steps.iter().map(|(h, _)| *h).collect::<Vec<_>>(), (1..=HORIZON).collect::<Vec<_>>());
             (origin, steps.into_iter().map(|(_, q)| q).collect())
         })
-        .collect()
+        .collect();
+    (forecasts, retracted)
+}
+
+/// Runs a query file with the real binary from the repository root, reading
+/// at most `batch_size` rows per epoch; its stdout.
+fn run_engine(query: &Path, workers: &str, batch_size: &str) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_carbonflow"))
+        .current_dir(repo_root())
+        // The engine must find the runtime by itself.
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("CARBONFLOW_ONNXRUNTIME")
+        .arg("run")
+        .arg(query)
+        .args(["--no-server", "--no-progress", "--workers", workers, "--batch-size", batch_size])
+        .output()
+        .expect("carbonflow runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "carbonflow failed with {workers} workers:\n{stderr}");
+    assert!(stderr.contains("; 0 dead letters"), "{stderr}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn assert_same_forecasts(expected: &Forecasts, got: &Forecasts) {
+    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    for (origin, quantiles) in expected {
+        for (step, (want, have)) in quantiles.iter().zip(&got[origin]).enumerate() {
+            for (w, h) in want.iter().zip(have) {
+                assert!(
+                    (w - h).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{origin:?} horizon {}: python {want:?}, engine {have:?}",
+                    step + 1
+                );
+            }
+            assert!(have[0] <= have[1] && have[1] <= have[2], "ordered quantiles {have:?}");
+        }
+    }
 }
 
 #[test]
@@ -112,38 +166,48 @@ fn the_example_query_prints_what_onnxruntime_gives_in_python() {
     let expected = python_forecasts(&python, &root.join("examples/forecast/pjm_da_hubs.csv"));
     assert_eq!(expected.len(), 3 * (240 - CONTEXT + 1), "three hubs, ten days: every complete week");
     for workers in ["1", "2"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_carbonflow"))
-            .current_dir(&root)
-            // The engine must find the runtime by itself.
-            .env_remove("ORT_DYLIB_PATH")
-            .env_remove("CARBONFLOW_ONNXRUNTIME")
-            .args([
-                "run",
-                "examples/forecast/hourly_forecast.sql",
-                "--no-server",
-                "--no-progress",
-                "--workers",
-                workers,
-            ])
-            .output()
-            .expect("carbonflow runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "carbonflow failed with {workers} workers:\n{stderr}");
-        assert!(stderr.contains("; 0 dead letters"), "{stderr}");
-        let got = engine_forecasts(&String::from_utf8(output.stdout).unwrap());
-        assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
-        for (origin, quantiles) in &expected {
-            for (step, (want, have)) in quantiles.iter().zip(&got[origin]).enumerate() {
-                for (w, h) in want.iter().zip(have) {
-                    assert!(
-                        (w - h).abs() <= 1e-4 * (1.0 + w.abs()),
-                        "{origin:?} horizon {}: python {want:?}, engine {have:?}",
-                        step + 1
-                    );
-                }
-                assert!(have[0] <= have[1] && have[1] <= have[2], "ordered quantiles {have:?}");
-            }
-        }
+        let (got, retracted) = engine_forecasts(&run_engine(Path::new("examples/forecast/hourly_forecast.sql"), workers, "4096"));
+        assert_eq!(retracted, 0);
+        assert_same_forecasts(&expected, &got);
+    }
+}
+
+/// A price revised 35 hours after its hour (within the allowed lateness)
+/// retracts the forecasts already issued from every week that held it and
+/// re-issues them: the final result is the forecast of the revised series.
+#[test]
+fn a_late_revision_reissues_the_forecasts_that_saw_it() {
+    let Some(python) = python_with_onnxruntime() else { return };
+    let root = repo_root();
+    let original = std::fs::read_to_string(root.join("examples/forecast/pjm_da_hubs.csv")).unwrap();
+    let revised_line = original.lines().find(|l| l.starts_with("WESTERN HUB,2025-06-09 12:00:00,")).unwrap();
+    let revision = format!(
+        "WESTERN HUB,2025-06-09 12:00:00,{}",
+        3.0 * revised_line.rsplit(',').next().unwrap().parse::<f64>().unwrap()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // The engine reads the original series, then the revision; Python reads the revised series.
+    let published = dir.path().join("published.csv");
+    std::fs::write(&published, format!("{original}{revision}\n")).unwrap();
+    let final_series = dir.path().join("final.csv");
+    std::fs::write(&final_series, original.replace(revised_line, &revision)).unwrap();
+    let query = std::fs::read_to_string(root.join("examples/forecast/hourly_forecast.sql"))
+        .unwrap()
+        .replace("examples/forecast/pjm_da_hubs.csv", published.to_str().unwrap())
+        .replace("  price DOUBLE,\n", "  price DOUBLE,\n  PRIMARY KEY (node, ts) NOT ENFORCED,\n")
+        .replace("'format' = 'csv'", "'format' = 'csv', 'upsert.retention' = '3 d'");
+    let query = format!("SET 'table.exec.emit.allowed-lateness' = '2 d';\n{query}");
+    let query_file = dir.path().join("revised.sql");
+    std::fs::write(&query_file, query).unwrap();
+
+    let expected = python_forecasts(&python, &final_series);
+    for workers in ["1", "2"] {
+        // A day of rows per epoch, so the revision comes after the watermark passed its hour.
+        let (got, retracted) = engine_forecasts(&run_engine(&query_file, workers, "72"));
+        // Origins 2025-06-09 12:00 to 2025-06-10 22:00 had been issued; the
+        // watermark (last hour - 1 h) had not passed 23:00 when the revision came.
+        assert_eq!(retracted, 35 * HORIZON);
+        assert_same_forecasts(&expected, &got);
     }
 }
 
