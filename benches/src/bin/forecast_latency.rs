@@ -99,7 +99,7 @@ fn main() -> anyhow::Result<()> {
         step: HOUR,
         allowed_lateness: 0,
     };
-    let mut core = Forecast::new("Forecast", spec, OnnxModel::load(&args.model)?);
+    let mut core = Forecast::new("Forecast", spec, model);
     let keys: Vec<Row> = (0..args.nodes).map(|node| Row::new(vec![Datum::string(&format!("node-{node}"))])).collect();
     let (mut output, mut dead) = (Vec::new(), Vec::new());
     let mut watermark = i64::MIN;

@@ -29,6 +29,7 @@
 
 pub mod onnx;
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
@@ -140,30 +141,62 @@ pub struct Forecast<M> {
 /// One key's values and the forecasts emitted from them.
 #[derive(Default)]
 struct Series {
-    /// The values at each event time, with their multiplicities.
-    values: BTreeMap<Millis, Vec<(Option<f64>, Diff)>>,
+    /// The values at each event time.
+    values: BTreeMap<Millis, Slot>,
     /// Times of changes the watermark had already passed (late revisions).
     late_changes: BTreeSet<Millis>,
-    /// The rows emitted for each origin, retracted when the origin is recomputed.
-    emitted: BTreeMap<Millis, Vec<Row>>,
+    /// The quantiles emitted for each origin, to retract them when the origin is recomputed.
+    emitted: BTreeMap<Millis, Vec<f32>>,
 }
 
-impl Series {
-    /// The single live value at `ts`, if there is exactly one and it is not NULL.
-    fn value_at(slot: &[(Option<f64>, Diff)]) -> Option<f64> {
-        match slot {
-            [(value, 1)] => *value,
-            _ => None,
+/// The values at one event time with their multiplicities. Almost always one
+/// value, held inline, so that reading a context touches no other memory.
+enum Slot {
+    One(Option<f64>, Diff),
+    Many(Vec<(Option<f64>, Diff)>),
+}
+
+impl Slot {
+    /// Adds `diff` copies of `value`; false when no value is left.
+    fn add(&mut self, value: Option<f64>, diff: Diff) -> bool {
+        let same = |v: Option<f64>| v.map(f64::to_bits) == value.map(f64::to_bits);
+        match *self {
+            Slot::One(v, ref mut count) if same(v) => *count += diff,
+            Slot::One(v, count) => *self = Slot::Many(vec![(v, count), (value, diff)]),
+            Slot::Many(ref mut entries) => {
+                match entries.iter_mut().find(|(v, _)| same(*v)) {
+                    Some(entry) => entry.1 += diff,
+                    None => entries.push((value, diff)),
+                }
+                entries.retain(|(_, count)| *count != 0);
+                if let [(v, count)] = entries[..] {
+                    *self = Slot::One(v, count);
+                }
+            }
+        }
+        match self {
+            Slot::One(_, count) => *count != 0,
+            Slot::Many(entries) => !entries.is_empty(),
         }
     }
 
+    /// The value, if there is exactly one copy of one value and it is not NULL.
+    fn value(&self) -> Option<f64> {
+        match *self {
+            Slot::One(value, 1) => value,
+            _ => None,
+        }
+    }
+}
+
+impl Series {
     /// Appends the context ending at `origin` to `out`, if it is complete.
     fn context(&self, origin: Millis, length: usize, step: Millis, out: &mut Vec<f32>) -> bool {
         let first = origin - (length as Millis - 1) * step;
         let start = out.len();
         let mut expected = first;
         for (&ts, slot) in self.values.range(first..=origin) {
-            match Self::value_at(slot) {
+            match slot.value() {
                 Some(value) if ts == expected => out.push(value as f32),
                 _ => {
                     out.truncate(start);
@@ -272,14 +305,15 @@ impl<M: ForecastModel> TimedCore for Forecast<M> {
         }
         let value = row.get(self.spec.value_column).as_f64();
         let series = self.series.entry(key).or_default();
-        let slot = series.values.entry(ts).or_default();
-        match slot.iter_mut().find(|(v, _)| v.map(f64::to_bits) == value.map(f64::to_bits)) {
-            Some(entry) => entry.1 += diff,
-            None => slot.push((value, diff)),
-        }
-        slot.retain(|(_, count)| *count != 0);
-        if slot.is_empty() {
-            series.values.remove(&ts);
+        match series.values.entry(ts) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(Slot::One(value, diff));
+            }
+            Entry::Occupied(mut occupied) => {
+                if !occupied.get_mut().add(value, diff) {
+                    occupied.remove();
+                }
+            }
         }
         if context.watermark != Millis::MIN && ts <= context.watermark {
             series.late_changes.insert(ts);
@@ -311,7 +345,7 @@ impl<M: ForecastModel> TimedCore for Forecast<M> {
             }
             for origin in Self::affected_origins(series, previous, watermark, reach) {
                 if let Some(old) = series.emitted.remove(&origin) {
-                    context.output.extend(old.into_iter().map(|row| (row, -1)));
+                    context.output.extend(Self::rows(key, origin, step, &old).into_iter().map(|row| (row, -1)));
                 }
                 if series.context(origin, length, step, &mut self.contexts) {
                     batch.push((key.clone(), origin));
@@ -323,9 +357,9 @@ impl<M: ForecastModel> TimedCore for Forecast<M> {
                 Ok(()) => {
                     let per_origin = horizon * QUANTILES.len();
                     for ((key, origin), quantiles) in batch.iter().zip(self.predictions.chunks_exact(per_origin)) {
-                        let rows = Self::rows(key, *origin, step, quantiles);
-                        context.output.extend(rows.iter().map(|row| (row.clone(), 1)));
-                        self.series.get_mut(key).expect("batched from a series").emitted.insert(*origin, rows);
+                        context.output.extend(Self::rows(key, *origin, step, quantiles).into_iter().map(|row| (row, 1)));
+                        let series = self.series.get_mut(key).expect("batched from a series");
+                        series.emitted.insert(*origin, quantiles.to_vec());
                     }
                 }
                 Err(error) => {
@@ -338,8 +372,12 @@ impl<M: ForecastModel> TimedCore for Forecast<M> {
         if let Some(late) = self.late_before(watermark) {
             let keep_values_from = late.saturating_sub(reach);
             self.series.retain(|_, series| {
-                series.values = series.values.split_off(&keep_values_from);
-                series.emitted = series.emitted.split_off(&late);
+                while series.values.first_key_value().is_some_and(|(ts, _)| *ts < keep_values_from) {
+                    series.values.pop_first();
+                }
+                while series.emitted.first_key_value().is_some_and(|(ts, _)| *ts < late) {
+                    series.emitted.pop_first();
+                }
                 !series.values.is_empty() || !series.emitted.is_empty()
             });
         }

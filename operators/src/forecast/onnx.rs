@@ -149,9 +149,10 @@ fn open(path: &Path) -> Result<(Session, ModelShape), ModelError> {
     let shown = path.display().to_string();
     let load = |message: String| ModelError::Load { path: shown.clone(), message };
     let bytes = std::fs::read(path).map_err(|error| load(error.to_string()))?;
-    let session = Session::builder()
-        .and_then(|mut builder| builder.commit_from_memory(&bytes))
-        .map_err(|error| load(error.to_string()))?;
+    // No spinning: ONNX Runtime's pool threads would otherwise busy-wait after
+    // each batch, on the cores the dataflow workers need.
+    let build = || -> ort::Result<Session> { Session::builder()?.with_intra_op_spinning(false)?.commit_from_memory(&bytes) };
+    let session = build().map_err(|error| load(error.to_string()))?;
     let shape = check_shape(&session).map_err(|message| ModelError::Shape { path: shown, message })?;
     Ok((session, shape))
 }
