@@ -3,7 +3,7 @@
 
 The model reads the last 168 hourly prices of one series (a week) and gives
 quantiles p10, p50 and p90 of each of the next 24 hours. It is a one-layer
-transformer over day-long patches (seven tokens of 24 hours, PatchTST style)
+transformer (width 16) over day-long patches (seven tokens of 24 hours, PatchTST style)
 plus a linear skip from the context, trained with the pinball (quantile) loss
 on real hourly prices:
 
@@ -20,9 +20,9 @@ targets, the next 10% the validation targets (which pick the epoch), the last
 `price_forecaster.metrics.json`, the model's accuracy on the test period next
 to a persistence and two seasonal-naive baselines. MODEL_CARD.md quotes it.
 
-The defaults (3 epochs, learning rate 1e-3, no weight decay) had the lowest
-validation loss of the few settings tried (MODEL_CARD.md lists them): the
-validation loss is flat or rising after the first epochs.
+The width and the defaults (3 epochs, learning rate 1e-3, no weight decay)
+had the lowest validation loss of the few settings tried (MODEL_CARD.md
+lists them): the validation loss is flat or rising after the first epochs.
 
 Scaling happens inside the ONNX graph, so the model takes raw prices (any
 currency) and returns raw prices: the level is the mean of the last 24 hours,
@@ -53,9 +53,9 @@ HORIZON = 24
 PATCH = 24
 TOKENS = CONTEXT // PATCH
 QUANTILES = (0.1, 0.5, 0.9)
-WIDTH = 32
+WIDTH = 16
 HEADS = 2
-HIDDEN = 64
+HIDDEN = 32
 # Normalised inputs beyond this many scale units are clipped, so one price
 # spike does not swamp the attention over a whole week.
 CLIP = 10.0
