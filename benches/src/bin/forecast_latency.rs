@@ -13,10 +13,11 @@
 //!   passing that hour triggers (contexts gathered from each key's series,
 //!   one model batch, retirement of old state, 24 output rows per key).
 //!
-//! Prices are a daily shape per node plus a deterministic wobble. ONNX
-//! Runtime uses its default thread pool (one thread per core). Latencies go
-//! into HDR histograms (microseconds); the first `--warmup` iterations are
-//! not recorded.
+//! Both use the one session the operator would (ONNX Runtime's default
+//! intra-op pool, one thread per core, without spinning between batches).
+//! Prices are a daily shape per node plus a deterministic wobble. Latencies
+//! go into HDR histograms (microseconds); the first `--warmup` iterations
+//! are not recorded.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -29,8 +29,7 @@
 
 pub mod onnx;
 
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 
 use carbonflow_core::{Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
@@ -141,8 +140,10 @@ pub struct Forecast<M> {
 /// One key's values and the forecasts emitted from them.
 #[derive(Default)]
 struct Series {
-    /// The values at each event time.
-    values: BTreeMap<Millis, Slot>,
+    /// The values by event time, in order, one entry per time. Contiguous,
+    /// so that gathering a context reads one run of memory; new times are
+    /// almost always the latest, and old ones leave from the front.
+    values: VecDeque<(Millis, Slot)>,
     /// Times of changes the watermark had already passed (late revisions).
     late_changes: BTreeSet<Millis>,
     /// The quantiles emitted for each origin, to retract them when the origin is recomputed.
@@ -190,26 +191,49 @@ impl Slot {
 }
 
 impl Series {
+    /// Adds `diff` copies of `value` at `ts`.
+    fn add(&mut self, ts: Millis, value: Option<f64>, diff: Diff) {
+        if self.values.back().is_none_or(|(last, _)| *last < ts) {
+            self.values.push_back((ts, Slot::One(value, diff)));
+            return;
+        }
+        match self.values.binary_search_by_key(&ts, |(t, _)| *t) {
+            Ok(index) => {
+                if !self.values[index].1.add(value, diff) {
+                    self.values.remove(index);
+                }
+            }
+            Err(index) => self.values.insert(index, (ts, Slot::One(value, diff))),
+        }
+    }
+
+    /// The times holding values in `from..=to`.
+    fn times(&self, from: Millis, to: Millis) -> impl Iterator<Item = Millis> + '_ {
+        let start = self.values.partition_point(|(t, _)| *t < from);
+        let end = self.values.partition_point(|(t, _)| *t <= to).max(start);
+        self.values.range(start..end).map(|(t, _)| *t)
+    }
+
     /// Appends the context ending at `origin` to `out`, if it is complete.
     fn context(&self, origin: Millis, length: usize, step: Millis, out: &mut Vec<f32>) -> bool {
+        let Ok(last) = self.values.binary_search_by_key(&origin, |(t, _)| *t) else {
+            return false;
+        };
+        if last + 1 < length {
+            return false;
+        }
         let first = origin - (length as Millis - 1) * step;
         let start = out.len();
-        let mut expected = first;
-        for (&ts, slot) in self.values.range(first..=origin) {
+        for (offset, (ts, slot)) in self.values.range(last + 1 - length..=last).enumerate() {
             match slot.value() {
-                Some(value) if ts == expected => out.push(value as f32),
+                Some(value) if *ts == first + offset as Millis * step => out.push(value as f32),
                 _ => {
                     out.truncate(start);
                     return false;
                 }
             }
-            expected += step;
         }
-        let complete = out.len() - start == length;
-        if !complete {
-            out.truncate(start);
-        }
-        complete
+        true
     }
 }
 
@@ -255,14 +279,10 @@ impl<M: ForecastModel> Forecast<M> {
     /// The origins of `series` to recompute now that the watermark moved
     /// from `previous` to `watermark`.
     fn affected_origins(series: &mut Series, previous: Millis, watermark: Millis, reach: Millis) -> BTreeSet<Millis> {
-        let mut origins: BTreeSet<Millis> = BTreeSet::new();
-        let newly_released = (std::ops::Bound::Excluded(previous), std::ops::Bound::Included(watermark));
-        if previous < watermark {
-            origins.extend(series.values.range(newly_released).map(|(ts, _)| *ts));
-        }
+        let mut origins: BTreeSet<Millis> = series.times(previous.saturating_add(1), watermark).collect();
         for changed in std::mem::take(&mut series.late_changes) {
             let last = changed.saturating_add(reach).min(watermark);
-            origins.extend(series.values.range(changed..=last).map(|(ts, _)| *ts));
+            origins.extend(series.times(changed, last));
             origins.extend(series.emitted.range(changed..=last).map(|(ts, _)| *ts));
         }
         origins
@@ -305,16 +325,7 @@ impl<M: ForecastModel> TimedCore for Forecast<M> {
         }
         let value = row.get(self.spec.value_column).as_f64();
         let series = self.series.entry(key).or_default();
-        match series.values.entry(ts) {
-            Entry::Vacant(vacant) => {
-                vacant.insert(Slot::One(value, diff));
-            }
-            Entry::Occupied(mut occupied) => {
-                if !occupied.get_mut().add(value, diff) {
-                    occupied.remove();
-                }
-            }
-        }
+        series.add(ts, value, diff);
         if context.watermark != Millis::MIN && ts <= context.watermark {
             series.late_changes.insert(ts);
         }
@@ -372,8 +383,8 @@ impl<M: ForecastModel> TimedCore for Forecast<M> {
         if let Some(late) = self.late_before(watermark) {
             let keep_values_from = late.saturating_sub(reach);
             self.series.retain(|_, series| {
-                while series.values.first_key_value().is_some_and(|(ts, _)| *ts < keep_values_from) {
-                    series.values.pop_first();
+                while series.values.front().is_some_and(|(ts, _)| *ts < keep_values_from) {
+                    series.values.pop_front();
                 }
                 while series.emitted.first_key_value().is_some_and(|(ts, _)| *ts < late) {
                     series.emitted.pop_first();
