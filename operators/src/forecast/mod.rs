@@ -279,7 +279,9 @@ impl<M: ForecastModel> Forecast<M> {
     /// The origins of `series` to recompute now that the watermark moved
     /// from `previous` to `watermark`.
     fn affected_origins(series: &mut Series, previous: Millis, watermark: Millis, reach: Millis) -> BTreeSet<Millis> {
-        let mut origins: BTreeSet<Millis> = series.times(previous.saturating_add(1), watermark).collect();
+        // Newly released times are the latest ones (or pending beyond the watermark): read from the back.
+        let released = series.values.iter().rev().map(|(t, _)| *t).take_while(|t| *t > previous);
+        let mut origins: BTreeSet<Millis> = released.filter(|t| *t <= watermark).collect();
         for changed in std::mem::take(&mut series.late_changes) {
             let last = changed.saturating_add(reach).min(watermark);
             origins.extend(series.times(changed, last));
