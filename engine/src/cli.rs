@@ -23,6 +23,11 @@ use crate::sql::SqlError;
 #[derive(Debug, Parser)]
 #[command(name = "carbonflow", version, about)]
 pub struct Cli {
+    /// The ONNX Runtime library FORECAST queries use (libonnxruntime.so).
+    /// Without it: $CARBONFLOW_ONNXRUNTIME, $ORT_DYLIB_PATH, then
+    /// target/python-env as scripts/onnxruntime.sh makes it (docs/forecast.md).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub onnxruntime: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -152,6 +157,12 @@ pub fn formats_listing() -> String {
 
 /// Runs the command line and gives the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    if let Some(path) = &cli.onnxruntime
+        && let Err(error) = carbonflow_operators::forecast::onnx::init_runtime(Some(path))
+    {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Check { file } => match load(&file) {
             Ok(program) => {

@@ -11,12 +11,17 @@
 //! | aggregate | [`GroupedAggregate`] in the shared [`timed_operator`] |
 //! | session aggregate | [`SessionAggregate`] in the same wrapper |
 //! | OVER calls | [`Over`] in the same wrapper, keyed by partition |
+//! | MATCH_RECOGNIZE | [`MatchRecognize`](carbonflow_operators::cep::dataflow::MatchRecognize) in the same wrapper |
+//! | FORECAST | [`Forecast`] over an [`OnnxModel`] (one session per worker) in the same wrapper |
 //! | join | differential's arranged `join_map` |
+//! | temporal join | [`TemporalJoin`] in the same wrapper, keyed by join key |
+//! | UNION ALL | `concatenate` |
 //! | output | a sink core on worker 0, fed consolidated changes per epoch |
 //!
 //! A view used twice is built once (its collection is cloned).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 
 use differential_dataflow::VecCollection;
@@ -31,6 +36,8 @@ use carbonflow_core::{ConnectorConfig, Datum, DeadLetter, DeadLetterReason, Diff
 use carbonflow_operators::analytics::dataflow::Over;
 use carbonflow_operators::cep::MatchRecognizer;
 use carbonflow_operators::dataflow::{CoreContext, TimedCore, WatermarkUpdate, route_hash, timed_operator};
+use carbonflow_operators::forecast::onnx::OnnxModel;
+use carbonflow_operators::forecast::{Forecast, ForecastModel, ForecastSpec};
 use carbonflow_operators::grouped::{EmitMode, GroupedAggregate, WindowKey};
 use carbonflow_operators::session_aggregate::SessionAggregate;
 use carbonflow_operators::temporal_join::{JoinSide, TemporalJoin};
@@ -38,7 +45,7 @@ use carbonflow_operators::upsert::Upsert;
 use carbonflow_operators::windows::WindowSpec;
 use carbonflow_sinks::Sink;
 
-use crate::plan::{AggregateCall, Expr, Node, OutputTarget, Plan, Program};
+use crate::plan::{AggregateCall, Expr, ForecastModelSpec, Node, OutputTarget, Plan, Program};
 use crate::runtime::{DeadLetters, RunFailure};
 use crate::sql::Emit;
 
@@ -69,6 +76,8 @@ struct Builder<'s, 'p> {
     inputs: BTreeMap<usize, InputSession<Epoch, Row, Diff>>,
     views: BTreeMap<usize, Collection<'s>>,
     dead_letters: DeadLetters,
+    /// This worker's sessions of the FORECAST models, by file.
+    forecast_models: HashMap<String, Vec<OnnxModel>>,
 }
 
 /// Builds the dataflow of `program` in `scope`; with `publish_views` every
@@ -91,6 +100,7 @@ pub fn build<'s>(
         inputs: BTreeMap::new(),
         views: BTreeMap::new(),
         dead_letters,
+        forecast_models: load_forecast_models(program)?,
     };
     let probe = ProbeHandle::new();
     let published_views = program
@@ -135,6 +145,35 @@ pub fn build<'s>(
         watermarks: watermark_input,
         probe,
     })
+}
+
+/// One session per `FORECAST` node of the program, by model file, each
+/// checked against the shape the query was bound with (the file may have
+/// changed since).
+fn load_forecast_models(program: &Program) -> Result<HashMap<String, Vec<OnnxModel>>, RunFailure> {
+    fn visit<'p>(plan: &'p Plan, found: &mut Vec<&'p ForecastModelSpec>) {
+        if let Node::Forecast { model, .. } = &plan.node {
+            found.push(model);
+        }
+        plan.inputs().into_iter().for_each(|input| visit(input, found));
+    }
+    let mut specs = Vec::new();
+    let plans = program.views.iter().map(|v| &v.plan).chain(program.outputs.iter().map(|o| &o.plan));
+    plans.for_each(|plan| visit(plan, &mut specs));
+    let mut models: HashMap<String, Vec<OnnxModel>> = HashMap::new();
+    for spec in specs {
+        let model = OnnxModel::load(Path::new(&spec.path)).map_err(|error| RunFailure::Model(error.to_string()))?;
+        if model.shape() != spec.shape {
+            return Err(RunFailure::Model(format!(
+                "{} changed since the query was checked: it now has {}, the query expects {}",
+                spec.path,
+                model.shape(),
+                spec.shape
+            )));
+        }
+        models.entry(spec.path.clone()).or_default().push(model);
+    }
+    Ok(models)
 }
 
 fn watermark_tables(plan: &Plan) -> BTreeSet<u32> {
@@ -250,9 +289,7 @@ impl<'s> Builder<'s, '_> {
                 time_column,
                 spec,
             } => {
-                let input = self.plan(input);
-                let partition = partition.clone();
-                let keyed = input.map(move |row| (row.project(&partition), row));
+                let keyed = self.partitioned(input, partition);
                 let recognizer = MatchRecognizer::new(spec.clone()).expect("checked by the binder");
                 let core = carbonflow_operators::cep::dataflow::MatchRecognize::new("MatchRecognize", recognizer, *time_column, self.program.allowed_lateness);
                 self.keyed(keyed, watermark_tables(plan), "MatchRecognize", core)
@@ -268,6 +305,24 @@ impl<'s> Builder<'s, '_> {
                 let keyed = input.map(move |row| (row.project(&partition), row));
                 let core = Over::new("Over", calls.clone(), *time_column, self.program.allowed_lateness);
                 self.keyed(keyed, watermark_tables(plan), "Over", core)
+            }
+            Node::Forecast {
+                input,
+                partition,
+                time_column,
+                value_column,
+                model,
+            } => {
+                let keyed = self.partitioned(input, partition);
+                let spec = ForecastSpec {
+                    time_column: *time_column,
+                    value_column: *value_column,
+                    step: model.step,
+                    allowed_lateness: self.program.allowed_lateness,
+                };
+                let loaded = self.forecast_models.get_mut(&model.path).and_then(Vec::pop);
+                let core = Forecast::new("Forecast", spec, loaded.expect("one model loaded per FORECAST node"));
+                self.keyed(keyed, watermark_tables(plan), "Forecast", core)
             }
             Node::Join {
                 left,
@@ -319,6 +374,12 @@ impl<'s> Builder<'s, '_> {
                 self.keyed(probes.concat(versions), watermark_tables(right), "TemporalJoin", core)
             }
         }
+    }
+
+    /// The rows of `input` keyed by their `partition` columns.
+    fn partitioned(&mut self, input: &Plan, partition: &[usize]) -> VecCollection<'s, Epoch, (Row, Row), Diff> {
+        let partition = partition.to_vec();
+        self.plan(input).map(move |row| (row.project(&partition), row))
     }
 
     fn keyed<V: differential_dataflow::ExchangeData + std::hash::Hash, C: TimedCore<Input = (Row, V)>>(

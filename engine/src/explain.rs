@@ -65,6 +65,10 @@ fn describe(program: &Program, plan: &Plan, depth: usize, out: &mut String) {
             "timed operator [exchange by partition; rows released in event-time order on the watermark of: {}]",
             watermarks()
         ),
+        Node::Forecast { .. } => format!(
+            "timed operator [exchange by partition; one model batch per epoch over the keys the watermark of {} moved]",
+            watermarks()
+        ),
     };
     let name = match &plan.node {
         Node::TableScan { table } => format!("TableScan[{}]", program.tables[*table].name()),

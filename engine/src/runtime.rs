@@ -82,6 +82,9 @@ pub enum RunFailure {
     /// The file's only results are views, and no server publishes them.
     #[error("the file's only results are views, which only the WebSocket server publishes (run it without --no-server)")]
     NothingToDo,
+    /// A FORECAST model could not be loaded.
+    #[error("FORECAST: {0}")]
+    Model(String),
     /// timely could not start its workers.
     #[error("could not start the workers: {0}")]
     Workers(String),

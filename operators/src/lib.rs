@@ -1,5 +1,5 @@
-//! Incremental operators of carbonflow: the pure cores of aggregation and
-//! event-time windows.
+//! Incremental operators of carbonflow: the pure cores of aggregation,
+//! event-time windows, pattern matching and forecasts.
 //!
 //! Each operator is a plain Rust state machine with no timely or differential
 //! types, unit- and property-tested against a naive model; a thin dataflow
@@ -19,6 +19,9 @@
 //! * [`cep`]: `MATCH_RECOGNIZE` over one partition's ordered rows: patterns
 //!   with backtracking quantifiers, `DEFINE` / `MEASURES` expressions, skip
 //!   modes, `WITHIN`, and the bounds an incremental wrapper recomputes from.
+//! * [`forecast`]: `FORECAST`, multi-horizon quantile forecasts per key from
+//!   a model over the last N values, batched across keys; ONNX models run by
+//!   ONNX Runtime, reloaded when their file changes.
 //! * [`exact_sum`]: order-independent, correctly rounded summation of doubles,
 //!   so that DOUBLE sums do not drift as rows come and go.
 //! * [`windows`]: TUMBLE, HOP and CUMULATE assignment ([`WindowSpec`]) and
@@ -36,6 +39,7 @@ pub mod analytics;
 pub mod cep;
 pub mod dataflow;
 pub mod exact_sum;
+pub mod forecast;
 pub mod grouped;
 pub mod multiset;
 pub mod session_aggregate;

@@ -17,6 +17,7 @@ use carbonflow_core::{ConnectorConfig, Millis, Schema};
 use carbonflow_operators::aggregate::{AggregateFunction, AggregateSpec};
 use carbonflow_operators::analytics::{Decay, Frame, OverCall, OverFunction};
 use carbonflow_operators::cep::MatchSpec;
+use carbonflow_operators::forecast::ModelShape;
 use carbonflow_operators::windows::WindowSpec;
 
 pub use bind::bind_program;
@@ -142,6 +143,17 @@ pub struct AggregateCall {
     pub arg: Option<Expr>,
 }
 
+/// The model of a `FORECAST`, as checked when binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForecastModelSpec {
+    /// The ONNX file, as written in the query (relative to the working directory).
+    pub path: String,
+    /// The spacing of the input series.
+    pub step: Millis,
+    /// The model's context length and horizon when the query was checked.
+    pub shape: ModelShape,
+}
+
 /// Plan nodes.
 #[derive(Clone, Debug)]
 pub enum Node {
@@ -255,6 +267,21 @@ pub enum Node {
         /// The calls, with their argument columns and frames.
         calls: Vec<OverCall>,
     },
+    /// `FORECAST`: per partition, quantile forecasts over the last values of
+    /// a column. Output: the partition columns, then `forecast_time`,
+    /// `horizon`, `target_time`, `forecast`, `p10`, `p50`, `p90`.
+    Forecast {
+        /// The input.
+        input: Box<Plan>,
+        /// The `PARTITION BY` columns.
+        partition: Vec<usize>,
+        /// The event-time column the series is ordered by.
+        time_column: usize,
+        /// The column forecast.
+        value_column: usize,
+        /// The model and the series' step.
+        model: ForecastModelSpec,
+    },
     /// An inner equi-join: output is the left row followed by the right row.
     Join {
         /// The left input.
@@ -279,7 +306,8 @@ impl Plan {
             | Node::Aggregate { input, .. }
             | Node::SessionAggregate { input, .. }
             | Node::MatchRecognize { input, .. }
-            | Node::Over { input, .. } => {
+            | Node::Over { input, .. }
+            | Node::Forecast { input, .. } => {
                 vec![input]
             }
             Node::Join { left, right, .. } | Node::TemporalJoin { left, right, .. } => vec![left, right],
@@ -313,6 +341,7 @@ impl Plan {
             Node::MatchRecognize { .. } | Node::TemporalJoin { .. } | Node::Union { .. } => None,
             // One output row per input row, whose results may be revised.
             Node::Over { input, .. } => input.unique_key(program),
+            Node::Forecast { partition, .. } => Some((0..partition.len() + 2).collect()),
             Node::Join { left, right, .. } => {
                 let mut key = left.unique_key(program)?;
                 let width = left.schema.fields.len();
@@ -329,6 +358,7 @@ impl Plan {
             Node::ViewScan { .. } => "ViewScan",
             Node::MatchRecognize { .. } => "MatchRecognize",
             Node::Over { .. } => "Over",
+            Node::Forecast { .. } => "Forecast",
             Node::Filter { .. } => "Filter",
             Node::Project { .. } => "Project",
             Node::WindowAssign {
@@ -401,6 +431,18 @@ impl Plan {
                 let calls: Vec<String> = calls.iter().map(describe_call).collect();
                 format!("partition={partition:?} order=${time_column} calls=[{}]", calls.join(", "))
             }
+            Node::Forecast {
+                partition,
+                time_column,
+                value_column,
+                model,
+                ..
+            } => format!(
+                "partition={partition:?} time=${time_column} value=${value_column} step={} model={} ({})",
+                duration(model.step),
+                model.path,
+                model.shape
+            ),
         };
         out.push_str(&format!("{indent}{} {detail}\n{indent}  -> {}", self.operator_name(), self.schema));
         if let Some(rowtime) = self.rowtime {

@@ -21,6 +21,7 @@ use carbonflow_operators::windows::WindowSpec;
 
 use super::expr::{BinaryOp, Expr, unit_millis};
 use super::functions::Function;
+mod forecast;
 mod match_recognize;
 mod over;
 
@@ -854,7 +855,11 @@ impl Binder {
                 Ok((plan, scope, None))
             }
             TableFactor::TableFunction { expr, alias } => {
-                let (plan, session) = self.window_tvf(expr)?;
+                let (plan, session) = if forecast::is_forecast(expr) {
+                    (self.forecast(expr)?, None)
+                } else {
+                    self.window_tvf(expr)?
+                };
                 let qualifier = alias.as_ref().map(|a| a.name.value.clone());
                 let scope = Scope::of(&plan.schema, qualifier.as_deref());
                 Ok((plan, scope, session))
@@ -866,7 +871,7 @@ impl Binder {
             }
             other => Err(SqlError::at(
                 other,
-                "unsupported FROM item: use a table, a view, a subquery, TABLE(TUMBLE|HOP|CUMULATE|SESSION(...)) or MATCH_RECOGNIZE",
+                "unsupported FROM item: use a table, a view, a subquery, TABLE(TUMBLE|HOP|CUMULATE|SESSION|FORECAST(...)) or MATCH_RECOGNIZE",
             )),
         }
     }
@@ -925,28 +930,16 @@ impl Binder {
                 ));
             }
         };
-        let (table_ref, partition_idents) = match args.first() {
-            Some(Ast::Function(marker)) if marker.name.to_string() == TABLE_ARGUMENT => {
-                let idents: Vec<Ident> = function_args(marker)?
-                    .into_iter()
-                    .map(|a| match a {
-                        Ast::Identifier(ident) => ident.clone(),
-                        _ => unreachable!("the dialect builds identifiers"),
-                    })
-                    .collect();
-                (idents[0].clone(), idents[1..].to_vec())
-            }
-            _ => return Err(SqlError::at(expr, format!("the first argument must be TABLE name: {expected}"))),
+        let Some(first) = args.first() else {
+            return Err(SqlError::at(expr, format!("wrong number of arguments: {expected}")));
         };
+        let (table_ref, partition_idents) = table_argument(first, expected)?;
         let input = self.relation(&table_ref)?;
         let scope = Scope::of(&input.schema, Some(&table_ref.value));
-        let time_column = match args.get(1) {
-            Some(Ast::Function(descriptor)) if descriptor.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => match function_args(descriptor)?.as_slice() {
-                [Ast::Identifier(ident)] => scope.resolve(None, ident)?,
-                _ => return Err(SqlError::at(descriptor, "DESCRIPTOR takes one column")),
-            },
-            _ => return Err(SqlError::at(expr, format!("the second argument must be DESCRIPTOR(time column): {expected}"))),
+        let Some(second) = args.get(1) else {
+            return Err(SqlError::at(expr, format!("wrong number of arguments: {expected}")));
         };
+        let time_column = descriptor(&scope, second, expected)?;
         if input.rowtime != Some(time_column) {
             let column = &input.schema.fields[time_column];
             return Err(SqlError::at(
@@ -1595,6 +1588,35 @@ fn function_args(function: &ast::Function) -> SqlResult<Vec<&Ast>> {
                 .collect()
         }
         FunctionArguments::Subquery(query) => Err(SqlError::at(query.as_ref(), "subqueries as arguments are not supported")),
+    }
+}
+
+/// `TABLE t [PARTITION BY k, ...]`, the first argument of a table function
+/// (the dialect marks it as [`TABLE_ARGUMENT`]): the table and the keys.
+fn table_argument(arg: &Ast, expected: &str) -> SqlResult<(Ident, Vec<Ident>)> {
+    match arg {
+        Ast::Function(marker) if marker.name.to_string() == TABLE_ARGUMENT => {
+            let idents: Vec<Ident> = function_args(marker)?
+                .into_iter()
+                .map(|a| match a {
+                    Ast::Identifier(ident) => ident.clone(),
+                    _ => unreachable!("the dialect builds identifiers"),
+                })
+                .collect();
+            Ok((idents[0].clone(), idents[1..].to_vec()))
+        }
+        _ => Err(SqlError::at(arg, format!("the first argument must be TABLE name: {expected}"))),
+    }
+}
+
+/// The column of a `DESCRIPTOR(column)` argument.
+fn descriptor(scope: &Scope, arg: &Ast, expected: &str) -> SqlResult<usize> {
+    match arg {
+        Ast::Function(descriptor) if descriptor.name.to_string().eq_ignore_ascii_case("DESCRIPTOR") => match function_args(descriptor)?.as_slice() {
+            [Ast::Identifier(ident)] => scope.resolve(None, ident),
+            _ => Err(SqlError::at(descriptor, "DESCRIPTOR takes one column")),
+        },
+        _ => Err(SqlError::at(arg, format!("expected DESCRIPTOR(column): {expected}"))),
     }
 }
 

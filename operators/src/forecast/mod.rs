@@ -1,0 +1,401 @@
+//! `FORECAST`: multi-horizon quantile forecasts from a model over the last
+//! `context` values of each key, in event-time order, with retractions.
+//!
+//! The core ([`Forecast`]) keeps, per key, the values of one column by event
+//! time. A value counts once the watermark has passed its time; every such
+//! time is a forecast *origin*, and its context is the `context` values
+//! ending there, one per `step`. When an epoch ends, every origin whose
+//! context changed (new origins the watermark passed, and origins whose
+//! context holds a late revision) is gathered across all keys into one batch
+//! and sent to the model in one call: batching is what makes a model fast
+//! over thousands of nodes. The old forecasts of those origins are retracted
+//! and the new ones inserted, one row per horizon step: the key columns,
+//! `forecast_time` (the origin), `horizon`, `target_time`, `forecast` (the
+//! median), `p10`, `p50`, `p90`.
+//!
+//! An origin forecasts only when its context is complete: `context` times
+//! exactly `step` apart, each with one non-NULL value. A gap, a duplicate
+//! time or a NULL gives no forecast for the origins that see it (the model
+//! was trained on regular series), rather than a forecast from shifted data.
+//!
+//! State is bounded by the allowed lateness, as for `MATCH_RECOGNIZE`: a
+//! change more than the allowed lateness behind the watermark is dead-
+//! lettered, so once an origin is that far behind its forecasts stand and
+//! are forgotten, and values are kept only while a kept origin can see them.
+//!
+//! The model is a trait ([`ForecastModel`]) so the core is tested without
+//! ONNX; [`onnx::OnnxModel`] runs an ONNX file through ONNX Runtime and
+//! reloads it when the file changes.
+
+pub mod onnx;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+
+use carbonflow_core::{Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
+
+use crate::dataflow::{CoreContext, TimedCore};
+
+/// The quantile levels every forecast model returns, in this order.
+pub const QUANTILES: [f64; 3] = [0.1, 0.5, 0.9];
+
+/// The names of the columns a forecast adds after the key columns.
+pub const OUTPUT_COLUMNS: [&str; 7] = ["forecast_time", "horizon", "target_time", "forecast", "p10", "p50", "p90"];
+
+/// The tensor shapes of a forecast model, without the batch dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelShape {
+    /// Values per context (input `[batch, context]`).
+    pub context: usize,
+    /// Forecast steps (output `[batch, horizon, 3]`).
+    pub horizon: usize,
+}
+
+impl fmt::Display for ModelShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "input [batch, {}] -> output [batch, {}, {}]", self.context, self.horizon, QUANTILES.len())
+    }
+}
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// No ONNX Runtime library was found, or it could not be opened.
+    #[error("{0}")]
+    Runtime(String),
+    /// The model file could not be read or parsed.
+    #[error("model {path}: {message}")]
+    Load {
+        /// The model file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The model's inputs or outputs are not the forecast contract.
+    #[error("model {path}: {message}")]
+    Shape {
+        /// The model file.
+        path: String,
+        /// Which tensor is wrong and what was expected.
+        message: String,
+    },
+    /// Running the model failed.
+    #[error("model {path}: inference failed: {message}")]
+    Run {
+        /// The model file.
+        path: String,
+        /// The runtime's message.
+        message: String,
+    },
+}
+
+/// A forecast model as the core uses it.
+///
+/// Contract: [`ForecastModel::predict`] maps `batch` contexts (row-major,
+/// `batch * shape().context` values, oldest first) to `batch * horizon * 3`
+/// values, row-major `[batch][horizon][quantile]` with the quantiles of
+/// [`QUANTILES`] in order and non-decreasing. Its shape never changes.
+pub trait ForecastModel: 'static {
+    /// The context length and horizon.
+    fn shape(&self) -> ModelShape;
+
+    /// Runs the model on a batch, replacing the contents of `out`.
+    fn predict(&mut self, contexts: &[f32], batch: usize, out: &mut Vec<f32>) -> Result<(), ModelError>;
+
+    /// Picks up a changed model, called before each batch. Returns what
+    /// happened when something did: a reload, or a refused one (the model in
+    /// use stays).
+    fn refresh(&mut self) -> Option<Result<String, ModelError>> {
+        None
+    }
+}
+
+/// What a `FORECAST` reads from its input rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForecastSpec {
+    /// The event-time column.
+    pub time_column: usize,
+    /// The column forecast (numeric).
+    pub value_column: usize,
+    /// The spacing of the series: a context is `context` values this far apart,
+    /// and horizon step `h` targets `origin + h * step`.
+    pub step: Millis,
+    /// How far behind the watermark a change is still accepted.
+    pub allowed_lateness: Millis,
+}
+
+/// The `Forecast` operator core. Input: `(key, row)`.
+pub struct Forecast<M> {
+    name: String,
+    spec: ForecastSpec,
+    model: M,
+    series: HashMap<Row, Series>,
+    /// The watermark at the last epoch end: origins up to it have been considered.
+    released_to: Millis,
+    /// Scratch: the batch being assembled.
+    contexts: Vec<f32>,
+    predictions: Vec<f32>,
+}
+
+/// One key's values and the forecasts emitted from them.
+#[derive(Default)]
+struct Series {
+    /// The values by event time, in order, one entry per time. Contiguous,
+    /// so that gathering a context reads one run of memory; new times are
+    /// almost always the latest, and old ones leave from the front.
+    values: VecDeque<(Millis, Slot)>,
+    /// Times of changes the watermark had already passed (late revisions).
+    late_changes: BTreeSet<Millis>,
+    /// The quantiles emitted for each origin, to retract them when the origin is recomputed.
+    emitted: BTreeMap<Millis, Vec<f32>>,
+}
+
+/// The values at one event time with their multiplicities. Almost always one
+/// value, held inline, so that reading a context touches no other memory.
+enum Slot {
+    One(Option<f64>, Diff),
+    Many(Vec<(Option<f64>, Diff)>),
+}
+
+impl Slot {
+    /// Adds `diff` copies of `value`; false when no value is left.
+    fn add(&mut self, value: Option<f64>, diff: Diff) -> bool {
+        let same = |v: Option<f64>| v.map(f64::to_bits) == value.map(f64::to_bits);
+        match *self {
+            Slot::One(v, ref mut count) if same(v) => *count += diff,
+            Slot::One(v, count) => *self = Slot::Many(vec![(v, count), (value, diff)]),
+            Slot::Many(ref mut entries) => {
+                match entries.iter_mut().find(|(v, _)| same(*v)) {
+                    Some(entry) => entry.1 += diff,
+                    None => entries.push((value, diff)),
+                }
+                entries.retain(|(_, count)| *count != 0);
+                if let [(v, count)] = entries[..] {
+                    *self = Slot::One(v, count);
+                }
+            }
+        }
+        match self {
+            Slot::One(_, count) => *count != 0,
+            Slot::Many(entries) => !entries.is_empty(),
+        }
+    }
+
+    /// The value, if there is exactly one copy of one value and it is not NULL.
+    fn value(&self) -> Option<f64> {
+        match *self {
+            Slot::One(value, 1) => value,
+            _ => None,
+        }
+    }
+}
+
+impl Series {
+    /// Adds `diff` copies of `value` at `ts`.
+    fn add(&mut self, ts: Millis, value: Option<f64>, diff: Diff) {
+        if self.values.back().is_none_or(|(last, _)| *last < ts) {
+            self.values.push_back((ts, Slot::One(value, diff)));
+            return;
+        }
+        match self.values.binary_search_by_key(&ts, |(t, _)| *t) {
+            Ok(index) => {
+                if !self.values[index].1.add(value, diff) {
+                    self.values.remove(index);
+                }
+            }
+            Err(index) => self.values.insert(index, (ts, Slot::One(value, diff))),
+        }
+    }
+
+    /// The times holding values in `from..=to`.
+    fn times(&self, from: Millis, to: Millis) -> impl Iterator<Item = Millis> + '_ {
+        let start = self.values.partition_point(|(t, _)| *t < from);
+        let end = self.values.partition_point(|(t, _)| *t <= to).max(start);
+        self.values.range(start..end).map(|(t, _)| *t)
+    }
+
+    /// Appends the context ending at `origin` to `out`, if it is complete.
+    fn context(&self, origin: Millis, length: usize, step: Millis, out: &mut Vec<f32>) -> bool {
+        let Ok(last) = self.values.binary_search_by_key(&origin, |(t, _)| *t) else {
+            return false;
+        };
+        if last + 1 < length {
+            return false;
+        }
+        let first = origin - (length as Millis - 1) * step;
+        let start = out.len();
+        for (offset, (ts, slot)) in self.values.range(last + 1 - length..=last).enumerate() {
+            match slot.value() {
+                Some(value) if *ts == first + offset as Millis * step => out.push(value as f32),
+                _ => {
+                    out.truncate(start);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+impl<M: ForecastModel> Forecast<M> {
+    /// A core forecasting with `model` as `spec` says.
+    pub fn new(name: impl Into<String>, spec: ForecastSpec, model: M) -> Self {
+        Forecast {
+            name: name.into(),
+            spec,
+            model,
+            series: HashMap::new(),
+            released_to: Millis::MIN,
+            contexts: Vec::new(),
+            predictions: Vec::new(),
+        }
+    }
+
+    /// The model, for inspection.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// Values held over all keys (bounded by the allowed lateness and the context).
+    pub fn held_values(&self) -> usize {
+        self.series.values().map(|s| s.values.len()).sum()
+    }
+
+    fn late_before(&self, watermark: Millis) -> Option<Millis> {
+        (watermark != Millis::MIN).then(|| watermark.saturating_sub(self.spec.allowed_lateness))
+    }
+
+    /// Sends what the core cannot use to the dead-letter output.
+    fn reject(&self, context: &mut CoreContext, reason: DeadLetterReason, detail: String, position: &str, record: String) {
+        context.dead_letters.push(DeadLetter {
+            origin: self.name.clone(),
+            reason,
+            detail,
+            position: position.into(),
+            record,
+        });
+    }
+
+    /// The origins of `series` to recompute now that the watermark moved
+    /// from `previous` to `watermark`.
+    fn affected_origins(series: &mut Series, previous: Millis, watermark: Millis, reach: Millis) -> BTreeSet<Millis> {
+        // Newly released times are the latest ones (or pending beyond the watermark): read from the back.
+        let released = series.values.iter().rev().map(|(t, _)| *t).take_while(|t| *t > previous);
+        let mut origins: BTreeSet<Millis> = released.filter(|t| *t <= watermark).collect();
+        for changed in std::mem::take(&mut series.late_changes) {
+            let last = changed.saturating_add(reach).min(watermark);
+            origins.extend(series.times(changed, last));
+            origins.extend(series.emitted.range(changed..=last).map(|(ts, _)| *ts));
+        }
+        origins
+    }
+
+    /// The output rows of one origin's forecast.
+    fn rows(key: &Row, origin: Millis, step: Millis, quantiles: &[f32]) -> Vec<Row> {
+        quantiles
+            .chunks_exact(QUANTILES.len())
+            .enumerate()
+            .map(|(index, q)| {
+                let horizon = index as i64 + 1;
+                let (p10, p50, p90) = (f64::from(q[0]), f64::from(q[1]), f64::from(q[2]));
+                let added = [
+                    Datum::Timestamp(origin),
+                    Datum::Int(horizon),
+                    Datum::Timestamp(origin + horizon * step),
+                    Datum::float(p50),
+                    Datum::float(p10),
+                    Datum::float(p50),
+                    Datum::float(p90),
+                ];
+                key.iter().cloned().chain(added).collect()
+            })
+            .collect()
+    }
+}
+
+impl<M: ForecastModel> TimedCore for Forecast<M> {
+    type Input = (Row, Row);
+
+    fn on_update(&mut self, (key, row): (Row, Row), diff: Diff, context: &mut CoreContext) {
+        let Some(ts) = row.get(self.spec.time_column).as_timestamp() else {
+            let detail = "a row without event time cannot be placed in a series".into();
+            return self.reject(context, DeadLetterReason::Eval, detail, "event time", row.to_string());
+        };
+        if self.late_before(context.watermark).is_some_and(|late| ts < late) {
+            let detail = "the row is further behind the watermark than the allowed lateness".into();
+            return self.reject(context, DeadLetterReason::Late, detail, "event time", row.to_string());
+        }
+        let value = row.get(self.spec.value_column).as_f64();
+        let series = self.series.entry(key).or_default();
+        series.add(ts, value, diff);
+        if context.watermark != Millis::MIN && ts <= context.watermark {
+            series.late_changes.insert(ts);
+        }
+    }
+
+    fn on_epoch_end(&mut self, _epoch: Epoch, context: &mut CoreContext) {
+        let watermark = context.watermark;
+        if let Some(outcome) = self.model.refresh() {
+            let (reason, detail) = match outcome {
+                Ok(message) => (None, message),
+                Err(error) => (Some(DeadLetterReason::Eval), format!("{error}; the previous model stays in use")),
+            };
+            eprintln!("{}: {detail}", self.name);
+            if let Some(reason) = reason {
+                self.reject(context, reason, detail, "model file", String::new());
+            }
+        }
+        let ModelShape { context: length, horizon } = self.model.shape();
+        let step = self.spec.step;
+        let reach = (length as Millis - 1) * step;
+        let previous = self.released_to;
+        self.released_to = self.released_to.max(watermark);
+        let mut batch: Vec<(Row, Millis)> = Vec::new();
+        self.contexts.clear();
+        for (key, series) in &mut self.series {
+            if watermark == Millis::MIN {
+                break;
+            }
+            for origin in Self::affected_origins(series, previous, watermark, reach) {
+                if let Some(old) = series.emitted.remove(&origin) {
+                    context.output.extend(Self::rows(key, origin, step, &old).into_iter().map(|row| (row, -1)));
+                }
+                if series.context(origin, length, step, &mut self.contexts) {
+                    batch.push((key.clone(), origin));
+                }
+            }
+        }
+        if !batch.is_empty() {
+            match self.model.predict(&self.contexts, batch.len(), &mut self.predictions) {
+                Ok(()) => {
+                    let per_origin = horizon * QUANTILES.len();
+                    for ((key, origin), quantiles) in batch.iter().zip(self.predictions.chunks_exact(per_origin)) {
+                        context.output.extend(Self::rows(key, *origin, step, quantiles).into_iter().map(|row| (row, 1)));
+                        let series = self.series.get_mut(key).expect("batched from a series");
+                        series.emitted.insert(*origin, quantiles.to_vec());
+                    }
+                }
+                Err(error) => {
+                    let record = format!("{} origins, first {} at {}", batch.len(), batch[0].0, batch[0].1);
+                    self.reject(context, DeadLetterReason::Eval, error.to_string(), "FORECAST", record);
+                }
+            }
+        }
+        // Forget what no accepted change can reach any more.
+        if let Some(late) = self.late_before(watermark) {
+            let keep_values_from = late.saturating_sub(reach);
+            self.series.retain(|_, series| {
+                while series.values.front().is_some_and(|(ts, _)| *ts < keep_values_from) {
+                    series.values.pop_front();
+                }
+                while series.emitted.first_key_value().is_some_and(|(ts, _)| *ts < late) {
+                    series.emitted.pop_first();
+                }
+                !series.values.is_empty() || !series.emitted.is_empty()
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
