@@ -5,7 +5,7 @@
 
 use carbonflow_sinks::websocket::{self, ViewSchema};
 
-use crate::plan::{OutputTarget, Program};
+use crate::plan::{OutputTarget, Program, Table};
 
 /// The views and `websocket` tables of a program, as the server publishes them.
 pub fn subscribable_views(program: &Program) -> Vec<ViewSchema> {
@@ -19,7 +19,7 @@ pub fn subscribable_views(program: &Program) -> Vec<ViewSchema> {
             return None;
         };
         let table = &program.tables[index];
-        (table.connector.option("connector") == Some(websocket::CONNECTOR)).then(|| ViewSchema {
+        is_websocket(table).then(|| ViewSchema {
             name: table.name().to_owned(),
             schema: table.connector.schema.clone(),
             key: table.primary_key.clone().or_else(|| output.plan.unique_key(program)),
@@ -34,8 +34,13 @@ pub fn published_name(program: &Program, target: OutputTarget) -> Option<&str> {
         OutputTarget::View(view) => Some(&program.views[view].name),
         OutputTarget::Table(index) => {
             let table = &program.tables[index];
-            (table.connector.option("connector") == Some(websocket::CONNECTOR)).then(|| table.name())
+            is_websocket(table).then(|| table.name())
         }
         OutputTarget::Print => None,
     }
+}
+
+/// Whether a sink table is served to WebSocket subscribers.
+fn is_websocket(table: &Table) -> bool {
+    table.connector.option("connector") == Some(websocket::CONNECTOR)
 }

@@ -42,12 +42,17 @@ pub enum JoinSide {
 /// Rows with multiplicities at one event time.
 type Bag = Vec<(Row, Diff)>;
 
-fn add_to(bag: &mut Bag, row: Row, diff: Diff) {
+/// Adds `diff` copies of `row` at `time`, dropping rows and times that reach zero.
+fn add_at(bags: &mut BTreeMap<Millis, Bag>, time: Millis, row: Row, diff: Diff) {
+    let bag = bags.entry(time).or_default();
     match bag.iter_mut().find(|(r, _)| *r == row) {
         Some((_, count)) => *count += diff,
         None => bag.push((row, diff)),
     }
     bag.retain(|(_, count)| *count != 0);
+    if bag.is_empty() {
+        bags.remove(&time);
+    }
 }
 
 #[derive(Default)]
@@ -112,10 +117,7 @@ impl TimedCore for TemporalJoin {
                 if time <= context.watermark {
                     emit_joined(&row, diff, state.version_at(time), 1, context.output);
                 } else {
-                    add_to(state.waiting_probes.entry(time).or_default(), row, diff);
-                    if state.waiting_probes.get(&time).is_some_and(Vec::is_empty) {
-                        state.waiting_probes.remove(&time);
-                    }
+                    add_at(&mut state.waiting_probes, time, row, diff);
                 }
             }
             JoinSide::Version => {
@@ -132,10 +134,7 @@ impl TimedCore for TemporalJoin {
                 }
                 // Every probe this version may cover is still waiting: nothing to re-join.
                 let state = self.keys.entry(key).or_default();
-                add_to(state.versions.entry(time).or_default(), row, diff);
-                if state.versions.get(&time).is_some_and(Vec::is_empty) {
-                    state.versions.remove(&time);
-                }
+                add_at(&mut state.versions, time, row, diff);
             }
         }
     }

@@ -198,6 +198,8 @@ pub struct Subscriber {
     position: Option<(u64, u64)>,
     replica: Replica,
     failed_attempts: u32,
+    /// Whether a connection was ever established (a later one is a reconnect).
+    ever_connected: bool,
     reconnects: u64,
     resyncs: u64,
     last_close: Option<u16>,
@@ -217,6 +219,7 @@ impl Subscriber {
             position: None,
             replica: Replica::default(),
             failed_attempts: 0,
+            ever_connected: false,
             reconnects: 0,
             resyncs: 0,
             last_close: None,
@@ -390,7 +393,7 @@ impl Subscriber {
     /// Connects (after a backoff when this is a reconnect) and subscribes, resuming when possible.
     async fn connect(&mut self) -> Result<(), ClientError> {
         loop {
-            if self.failed_attempts > 0 || self.last_close.is_some() || self.reconnects > 0 {
+            if self.failed_attempts > 0 || self.ever_connected {
                 tokio::time::sleep(self.backoff()).await;
             }
             match self.open().await {
@@ -400,9 +403,10 @@ impl Subscriber {
                         self.failed_attempts += 1;
                         continue;
                     }
-                    if self.position.is_some() || self.failed_attempts > 0 || self.last_close.is_some() {
+                    if self.ever_connected {
                         self.reconnects += 1;
                     }
+                    self.ever_connected = true;
                     self.failed_attempts = 0;
                     self.socket = Some(socket);
                     return Ok(());
