@@ -12,6 +12,7 @@
 //! * [`time`]: event time as UTC milliseconds, with Flink's text forms.
 //! * [`ConnectorConfig`]: a source's or sink's table and `WITH` options.
 //! * [`scalar`]: SQL's arithmetic, comparison and three-valued logic on datums.
+//! * [`metrics`]: the Prometheus metrics every crate counts into.
 //! * [`DeadLetter`]: a row the engine could not use, with the reason and where
 //!   it came from. Bad input is data, never a crash.
 
@@ -19,6 +20,7 @@ pub mod connector;
 pub mod datum;
 pub mod dead_letter;
 pub mod intern;
+pub mod metrics;
 pub mod scalar;
 pub mod schema;
 pub mod time;
