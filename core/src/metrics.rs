@@ -113,13 +113,14 @@ pub static WEBHOOK_ATTEMPTS: LazyLock<IntCounterVec> =
     LazyLock::new(|| counter("webhook_attempts_total", "Webhook delivery attempts by outcome", &["sink", "outcome"]));
 
 /// `carbonflow_webhook_outbox_depth{sink}`: alerts in the outbox not yet delivered.
-pub static WEBHOOK_OUTBOX_DEPTH: LazyLock<IntGaugeVec> =
-    LazyLock::new(|| gauge_vec("webhook_outbox_depth", "Webhook alerts waiting in the outbox", &["sink"]));
+pub static WEBHOOK_OUTBOX_DEPTH: LazyLock<IntGaugeVec> = LazyLock::new(|| gauge_vec("webhook_outbox_depth", "Webhook alerts waiting in the outbox", &["sink"]));
 
 /// Every metric in the Prometheus text format.
 pub fn render() -> String {
     let mut buffer = Vec::new();
-    TextEncoder::new().encode(&REGISTRY.gather(), &mut buffer).expect("the text encoder writes to memory");
+    TextEncoder::new()
+        .encode(&REGISTRY.gather(), &mut buffer)
+        .expect("the text encoder writes to memory");
     String::from_utf8(buffer).expect("the text format is UTF-8")
 }
 
@@ -136,6 +137,9 @@ mod tests {
         INGEST_TO_EMIT_SECONDS.with_label_values(&["q", "out"]).observe(0.002);
         let text = render();
         assert!(text.contains("carbonflow_source_rows_total{query=\"q\",source=\"ticks\"} 3"), "{text}");
-        assert!(text.contains("carbonflow_ingest_to_emit_seconds_bucket{query=\"q\",sink=\"out\",le=\"0.0032\"} 1"), "{text}");
+        assert!(
+            text.contains("carbonflow_ingest_to_emit_seconds_bucket{query=\"q\",sink=\"out\",le=\"0.0032\"} 1"),
+            "{text}"
+        );
     }
 }

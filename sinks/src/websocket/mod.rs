@@ -18,6 +18,7 @@
 //! permessage-deflate is not negotiated: tungstenite 0.30 has no support
 //! for the extension, so a client offering it gets uncompressed frames.
 
+pub mod api;
 pub mod auth;
 pub mod client;
 pub mod hub;
