@@ -13,6 +13,8 @@ use std::sync::LazyLock;
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
+pub use prometheus::{Histogram, IntCounter};
+
 /// The registry `/metrics` renders.
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry::new_custom(Some("carbonflow".into()), None).expect("valid prefix"));
 

@@ -48,8 +48,36 @@ pub enum Command {
     },
     /// List the file formats of the filesystem source, market formats included.
     Formats,
-    /// Run a query file: until its inputs are exhausted, or Ctrl-C.
+    /// Run a query file: until its inputs are exhausted (with --serve: until stopped), or Ctrl-C / SIGTERM.
     Run(RunArgs),
+    /// Serve the control API and views without a query file, until Ctrl-C / SIGTERM;
+    /// queries come through `carbonflow submit`.
+    Serve(RunArgs),
+    /// Submit a query file to a running engine (`POST /v1/queries`).
+    Submit {
+        /// The query file.
+        file: PathBuf,
+        /// The name it runs under (default: the file's stem).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where the engine is.
+        #[command(flatten)]
+        remote: crate::control::Remote,
+    },
+    /// List the queries of a running engine (`GET /v1/queries`).
+    List {
+        /// Where the engine is.
+        #[command(flatten)]
+        remote: crate::control::Remote,
+    },
+    /// Drop a query of a running engine, freeing its state (`DELETE /v1/queries/NAME`).
+    Drop {
+        /// The query's name.
+        name: String,
+        /// Where the engine is.
+        #[command(flatten)]
+        remote: crate::control::Remote,
+    },
     /// Inspect a webhook sink's outbox: delivery attempts, endpoint status, replays.
     Webhooks {
         /// What to do.
@@ -61,8 +89,8 @@ pub enum Command {
 /// The arguments of `carbonflow run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// The query file.
-    pub file: PathBuf,
+    /// The query file (`run` needs one; `serve` takes none).
+    pub file: Option<PathBuf>,
     /// Worker threads.
     #[arg(long, short = 'w', default_value_t = 1, env = "CARBONFLOW_WORKERS")]
     pub workers: usize,
@@ -90,6 +118,61 @@ pub struct RunArgs {
     /// Keep serving the final views this many seconds after the inputs end (Ctrl-C ends it early).
     #[arg(long, default_value_t = 0.0)]
     pub linger_secs: f64,
+    /// Keep running after the file's inputs end, serving its views and the
+    /// control API, until Ctrl-C or SIGTERM.
+    #[arg(long)]
+    pub serve: bool,
+    /// Processes in the timely cluster (each runs --workers threads).
+    #[arg(long, default_value_t = 1, env = "CARBONFLOW_PROCESSES")]
+    pub processes: usize,
+    /// This process's index in the cluster, `0..processes`.
+    #[arg(long, default_value_t = 0, env = "CARBONFLOW_PROCESS_ID")]
+    pub process_id: usize,
+    /// The cluster's `host:port` list, one a line, process 0 first (timely's
+    /// own port, not the HTTP one).
+    #[arg(long, env = "CARBONFLOW_HOSTS_FILE")]
+    pub hosts: Option<PathBuf>,
+    /// The same list, comma-separated (for Kubernetes).
+    #[arg(long = "host-list", env = "CARBONFLOW_HOSTS", value_delimiter = ',', conflicts_with = "hosts")]
+    pub host_list: Vec<String>,
+}
+
+impl RunArgs {
+    /// This process's place in the cluster, when it runs in one.
+    pub fn cluster(&self) -> Result<Option<crate::runtime::Cluster>, String> {
+        let addresses: Vec<String> = match &self.hosts {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the hosts file {}: {e}", path.display()))?
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(str::to_owned)
+                .collect(),
+            None => self
+                .host_list
+                .iter()
+                .map(|host| host.trim().to_owned())
+                .filter(|host| !host.is_empty())
+                .collect(),
+        };
+        if self.processes <= 1 && addresses.len() <= 1 {
+            return Ok(None);
+        }
+        if addresses.len() != self.processes {
+            return Err(format!(
+                "--processes {} needs as many hosts, one per process; got {}",
+                self.processes,
+                addresses.len()
+            ));
+        }
+        if self.process_id >= self.processes {
+            return Err(format!("--process-id {} is not below --processes {}", self.process_id, self.processes));
+        }
+        Ok(Some(crate::runtime::Cluster {
+            process: self.process_id,
+            addresses,
+        }))
+    }
 }
 
 /// A query file that failed to load, rendered for a person.
@@ -195,22 +278,45 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Webhooks { command } => crate::webhooks_cli::run(command),
+        Command::Run(args) if args.file.is_none() => {
+            eprintln!("error: `carbonflow run` needs a query file (`carbonflow serve` runs without one)");
+            ExitCode::from(2)
+        }
         Command::Run(args) => run_query(args),
+        Command::Serve(args) => run_query(RunArgs { serve: true, ..args }),
+        Command::Submit { file, name, remote } => crate::control::submit(&remote, &file, name.as_deref()),
+        Command::List { remote } => crate::control::list(&remote),
+        Command::Drop { name, remote } => crate::control::drop(&remote, &name),
     }
 }
 
-/// `carbonflow run`: loads the file, starts the WebSocket server, runs, lingers, shuts down.
+/// `carbonflow run` and `serve`: loads the file, starts the server and the
+/// engine, waits for the queries (or a stop), lingers, shuts down.
 fn run_query(args: RunArgs) -> ExitCode {
-    let program = match load(&args.file) {
-        Ok(program) => program,
-        Err(LoadError(text)) => {
-            eprint!("{text}");
-            return ExitCode::from(1);
+    let initial = match &args.file {
+        Some(file) => match load(file) {
+            Ok(program) => {
+                let name = file.file_stem().map_or_else(|| "main".to_owned(), |stem| stem.to_string_lossy().into_owned());
+                let sql = std::fs::read_to_string(file).ok();
+                vec![(name, Arc::new(program), sql)]
+            }
+            Err(LoadError(text)) => {
+                eprint!("{text}");
+                return ExitCode::from(1);
+            }
+        },
+        None => Vec::new(),
+    };
+    let cluster = match args.cluster() {
+        Ok(cluster) => cluster,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
         }
     };
     let stop = Arc::new(AtomicBool::new(false));
     let handler_stop = stop.clone();
-    // First Ctrl-C: stop reading, drain, finish sinks. Second: leave now.
+    // First Ctrl-C or SIGTERM: stop reading, drain, finish sinks. Second: leave now.
     let _ = ctrlc::set_handler(move || {
         if handler_stop.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
@@ -220,7 +326,8 @@ fn run_query(args: RunArgs) -> ExitCode {
     let server = if args.no_server {
         None
     } else {
-        match start_server(&args, &program) {
+        let views = initial.iter().flat_map(|(_, program, _)| crate::serve::subscribable_views(program)).collect();
+        match start_server(&args, views) {
             Ok(server) => Some(Arc::new(server)),
             Err(message) => {
                 eprintln!("error: {message}");
@@ -231,12 +338,20 @@ fn run_query(args: RunArgs) -> ExitCode {
     let options = RunOptions {
         workers: args.workers,
         batch_size: args.batch_size.max(1),
-        dead_letter_path: args.dead_letter,
+        dead_letter_path: args.dead_letter.clone(),
         show_progress: !args.no_progress,
         stop: stop.clone(),
         server: server.clone(),
+        keep_running: args.serve,
+        cluster,
     };
-    let outcome = crate::runtime::run(Arc::new(program), options);
+    let outcome = crate::runtime::Engine::start(options, initial).and_then(|engine| {
+        let engine = Arc::new(engine);
+        if let Some(server) = &server {
+            server.set_api(Arc::new(crate::control::ControlApi::new(engine.clone())));
+        }
+        engine.wait()
+    });
     if let Some(server) = server {
         let deadline = std::time::Instant::now() + Duration::from_secs_f64(args.linger_secs.max(0.0));
         while std::time::Instant::now() < deadline && !stop.load(Ordering::SeqCst) && outcome.is_ok() {
@@ -264,7 +379,7 @@ fn run_query(args: RunArgs) -> ExitCode {
     }
 }
 
-fn start_server(args: &RunArgs, program: &Program) -> Result<Server, String> {
+fn start_server(args: &RunArgs, views: Vec<carbonflow_sinks::websocket::ViewSchema>) -> Result<Server, String> {
     let auth = args.auth.as_deref().map(AuthConfig::load).transpose()?;
     let config = ServerConfig {
         listen: args.listen,
@@ -272,7 +387,6 @@ fn start_server(args: &RunArgs, program: &Program) -> Result<Server, String> {
         heartbeat: Duration::from_secs_f64(args.heartbeat_secs.max(0.001)),
         ..ServerConfig::default()
     };
-    let views = crate::serve::subscribable_views(program);
     let names: Vec<String> = views.iter().map(|view| view.name.clone()).collect();
     let server = Server::start(config, views).map_err(|e| format!("{e} (choose another address with --listen, or --no-server)"))?;
     if !names.is_empty() {

@@ -16,7 +16,7 @@
 //! | join | differential's arranged `join_map` |
 //! | temporal join | [`TemporalJoin`] in the same wrapper, keyed by join key |
 //! | UNION ALL | `concatenate` |
-//! | output | a sink core on worker 0, fed consolidated changes per epoch |
+//! | output | a sink core on worker 0 (a published view: on the first worker of every process), fed consolidated changes per epoch |
 //!
 //! A view used twice is built once (its collection is cloned).
 
@@ -32,6 +32,7 @@ use timely::dataflow::operators::probe::Probe;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::{InputHandleVec, ProbeHandle, Scope, Stream};
 
+use carbonflow_core::metrics::{self, Histogram};
 use carbonflow_core::{ConnectorConfig, Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row, Watermark};
 use carbonflow_operators::analytics::dataflow::Over;
 use carbonflow_operators::cep::MatchRecognizer;
@@ -46,6 +47,7 @@ use carbonflow_operators::windows::WindowSpec;
 use carbonflow_sinks::Sink;
 
 use crate::plan::{AggregateCall, Expr, ForecastModelSpec, Node, OutputTarget, Plan, Program};
+use crate::runtime::registry::QueryShared;
 use crate::runtime::{DeadLetters, RunFailure};
 use crate::sql::Emit;
 
@@ -63,8 +65,23 @@ pub struct DataflowHandles {
     pub probe: ProbeHandle<Epoch>,
 }
 
-/// Creates a sink for an output on worker 0.
+/// Creates a sink for an output on a worker that serves it.
 pub type SinkFactory<'a> = &'a dyn Fn(&OutputTarget) -> Result<Box<dyn Sink>, RunFailure>;
+
+/// What building a query's dataflow needs besides the program.
+pub struct BuildContext<'a> {
+    /// The query, for its failure slot, counters and metric labels.
+    pub query: Arc<QueryShared>,
+    /// Whether every view is also an output (for the WebSocket server).
+    pub publish_views: bool,
+    /// Where rejected rows go.
+    pub dead_letters: DeadLetters,
+    /// Creates the sinks.
+    pub make_sink: SinkFactory<'a>,
+    /// The workers that publish views: the first of every process, so each
+    /// process's server serves every view.
+    pub publishers: Vec<usize>,
+}
 
 type Collection<'s> = VecCollection<'s, Epoch, Row, Diff>;
 
@@ -76,20 +93,14 @@ struct Builder<'s, 'p> {
     inputs: BTreeMap<usize, InputSession<Epoch, Row, Diff>>,
     views: BTreeMap<usize, Collection<'s>>,
     dead_letters: DeadLetters,
+    /// The query's name, the label of its metrics.
+    query: String,
     /// This worker's sessions of the FORECAST models, by file.
     forecast_models: HashMap<String, Vec<OnnxModel>>,
 }
 
-/// Builds the dataflow of `program` in `scope`; with `publish_views` every
-/// view is also an output (for the WebSocket server).
-pub fn build<'s>(
-    scope: Scope<'s, Epoch>,
-    program: &Program,
-    publish_views: bool,
-    dead_letters: DeadLetters,
-    make_sink: SinkFactory,
-    failure: Arc<RunFailureSlot>,
-) -> Result<DataflowHandles, RunFailure> {
+/// Builds the dataflow of `program` in `scope`.
+pub fn build<'s>(scope: Scope<'s, Epoch>, program: &Program, context: &BuildContext) -> Result<DataflowHandles, RunFailure> {
     let (watermark_input, watermark_stream) = scope.new_input::<Vec<WatermarkUpdate>>();
     let watermarks = watermark_stream.broadcast();
     let mut builder = Builder {
@@ -99,7 +110,8 @@ pub fn build<'s>(
         tables: BTreeMap::new(),
         inputs: BTreeMap::new(),
         views: BTreeMap::new(),
-        dead_letters,
+        dead_letters: context.dead_letters.clone(),
+        query: context.query.name.clone(),
         forecast_models: load_forecast_models(program)?,
     };
     let probe = ProbeHandle::new();
@@ -107,7 +119,7 @@ pub fn build<'s>(
         .views
         .iter()
         .enumerate()
-        .filter(|_| publish_views)
+        .filter(|_| context.publish_views)
         .map(|(index, view)| (OutputTarget::View(index), &view.plan));
     let outputs = program.outputs.iter().map(|output| (output.target, &output.plan)).chain(published_views);
     for (target, plan) in outputs {
@@ -115,26 +127,38 @@ pub fn build<'s>(
             OutputTarget::View(view) => builder.view(view),
             _ => builder.plan(plan),
         };
-        let sink = if scope.index() == 0 { Some(make_sink(&target)?) } else { None };
         let name = match target {
             OutputTarget::Table(table) => program.tables[table].name().to_owned(),
             OutputTarget::Print => "select".to_owned(),
             OutputTarget::View(view) => program.views[view].name.clone(),
         };
-        let tables = watermark_tables(plan);
+        // Every worker that serves the output gets every change.
+        let served_by: Vec<u64> = match crate::serve::published_name(program, target) {
+            Some(_) => context.publishers.iter().map(|&worker| worker as u64).collect(),
+            None => vec![0],
+        };
+        let sink = if served_by.contains(&(scope.index() as u64)) {
+            Some((context.make_sink)(&target)?)
+        } else {
+            None
+        };
         let core = SinkCore {
             sink,
             buffer: Vec::new(),
-            failure: failure.clone(),
+            query: context.query.clone(),
+            changes: metrics::SINK_CHANGES.with_label_values(&[context.query.name.as_str(), name.as_str()]),
+            latency: metrics::INGEST_TO_EMIT_SECONDS.with_label_values(&[context.query.name.as_str(), name.as_str()]),
             name: name.clone(),
         };
+        let addressed = collection.flat_map(move |row| served_by.clone().into_iter().map(move |worker| (worker, row.clone())));
         let dead_letters = builder.dead_letters.clone();
         timed_operator(
-            collection.inner,
+            addressed.inner,
             builder.watermarks.clone(),
-            |_| 0,
-            tables,
+            |(worker, _)| *worker,
+            watermark_tables(plan),
             &format!("Sink[{name}]"),
+            builder.batch_seconds(&format!("Sink[{name}]")),
             core,
             move |letter| dead_letters.push(letter),
         )
@@ -181,6 +205,11 @@ fn watermark_tables(plan: &Plan) -> BTreeSet<u32> {
 }
 
 impl<'s> Builder<'s, '_> {
+    /// The batch-latency histogram of one of this query's operators.
+    fn batch_seconds(&self, operator: &str) -> Histogram {
+        metrics::OPERATOR_BATCH_SECONDS.with_label_values(&[self.query.as_str(), operator])
+    }
+
     /// A view's collection, built once however many readers it has.
     fn view(&mut self, view: usize) -> Collection<'s> {
         if let Some(collection) = self.views.get(&view) {
@@ -396,6 +425,7 @@ impl<'s> Builder<'s, '_> {
             |(key, _)| route_hash(key),
             tables,
             name,
+            self.batch_seconds(name),
             core,
             move |letter| dead_letters.push(letter),
         )
@@ -625,9 +655,9 @@ impl RunFailureSlot {
         slot.get_or_insert(failure);
     }
 
-    /// Takes the failure, if any.
-    pub fn take(&self) -> Option<RunFailure> {
-        self.0.lock().expect("failure slot").take()
+    /// The failure, if any.
+    pub fn get(&self) -> Option<RunFailure> {
+        self.0.lock().expect("failure slot").clone()
     }
 
     /// Whether a failure was recorded.
@@ -636,11 +666,14 @@ impl RunFailureSlot {
     }
 }
 
-/// Hands an output's consolidated changes to its sink, epoch by epoch.
+/// Hands an output's consolidated changes to its sink, epoch by epoch, on
+/// the workers that serve it (each update arrives addressed to its worker).
 struct SinkCore {
     sink: Option<Box<dyn Sink>>,
     buffer: Vec<(Row, Diff)>,
-    failure: Arc<RunFailureSlot>,
+    query: Arc<QueryShared>,
+    changes: metrics::IntCounter,
+    latency: Histogram,
     name: String,
 }
 
@@ -654,16 +687,16 @@ impl SinkCore {
                     message: other.to_string(),
                 },
             };
-            self.failure.set(failure);
+            self.query.failure.set(failure);
             self.sink = None;
         }
     }
 }
 
 impl TimedCore for SinkCore {
-    type Input = Row;
+    type Input = (u64, Row);
 
-    fn on_update(&mut self, row: Row, diff: Diff, _context: &mut CoreContext) {
+    fn on_update(&mut self, (_worker, row): (u64, Row), diff: Diff, _context: &mut CoreContext) {
         self.buffer.push((row, diff));
     }
 
@@ -673,7 +706,16 @@ impl TimedCore for SinkCore {
             return;
         };
         differential_dataflow::consolidation::consolidate(&mut self.buffer);
-        let mut result = if self.buffer.is_empty() { Ok(()) } else { sink.on_batch(epoch, &self.buffer) };
+        let mut result = Ok(());
+        if !self.buffer.is_empty() {
+            result = sink.on_batch(epoch, &self.buffer);
+            let changes = self.buffer.len() as u64;
+            self.changes.inc_by(changes);
+            self.query.rows_out.fetch_add(changes, std::sync::atomic::Ordering::Relaxed);
+            if let Some(ingested) = self.query.ingest_instant(epoch) {
+                self.latency.observe(ingested.elapsed().as_secs_f64());
+            }
+        }
         if result.is_ok() {
             result = sink.on_progress(epoch, Watermark(context.watermark));
         }

@@ -2,8 +2,9 @@
 //!
 //! A query file is parsed ([`sql`]), bound into a checked logical plan
 //! ([`plan`]), built into a dataflow ([`dataflow`]) and run by worker threads
-//! ([`runtime`]); [`serve`] publishes views to WebSocket subscribers. [`cli`]
-//! is the `carbonflow` command line over all of it;
+//! ([`runtime`]); [`serve`] publishes views to WebSocket subscribers and
+//! [`control`] answers the control API. [`cli`] is the `carbonflow` command
+//! line over all of it;
 //! everything a test needs is in this library.
 //!
 //! ```no_run
@@ -19,6 +20,7 @@
 //! ```
 
 pub mod cli;
+pub mod control;
 pub mod dataflow;
 pub mod explain;
 pub mod plan;

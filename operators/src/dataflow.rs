@@ -21,7 +21,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hash};
+use std::time::Instant;
 
+use carbonflow_core::metrics::Histogram;
 use carbonflow_core::{DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
@@ -152,13 +154,16 @@ const ROUTE_SEED: u64 = 0x6361_7262_6f6e_666c;
 /// * `data` is routed by `route`; `watermarks` must already be broadcast.
 /// * `tables` are the tables whose watermarks bound this operator; with none,
 ///   the core always sees [`Millis::MIN`].
+/// * `batch_seconds` records the time the core spends on each epoch with input.
 /// * `dead_letter` receives what the core rejects.
+#[allow(clippy::too_many_arguments)] // each is a distinct part of the operator's wiring
 pub fn timed_operator<'scope, D, C>(
     data: Stream<'scope, Epoch, Updates<D>>,
     watermarks: Stream<'scope, Epoch, Vec<WatermarkUpdate>>,
     route: Route<D>,
     tables: BTreeSet<u32>,
     name: &str,
+    batch_seconds: Histogram,
     mut core: C,
     mut dead_letter: impl FnMut(DeadLetter) + 'static,
 ) -> Stream<'scope, Epoch, Updates<Row>>
@@ -196,6 +201,7 @@ where
                     break;
                 }
                 let (capability, updates, reports) = entry.remove();
+                let batch_started = (!updates.is_empty()).then(Instant::now);
                 let mut context = CoreContext {
                     watermark,
                     output: &mut output,
@@ -214,6 +220,9 @@ where
                     dead_letters: &mut rejected,
                 };
                 core.on_epoch_end(epoch, &mut context);
+                if let Some(started) = batch_started {
+                    batch_seconds.observe(started.elapsed().as_secs_f64());
+                }
                 if !output.is_empty() {
                     out.session(&capability).give_iterator(output.drain(..).map(|(row, diff)| (row, epoch, diff)));
                 }

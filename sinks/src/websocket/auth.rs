@@ -42,6 +42,9 @@ pub struct Grant {
     /// When set, only rows whose `market` column holds one of these.
     #[serde(default)]
     pub markets: Option<Vec<String>>,
+    /// May submit and drop queries through the control API.
+    #[serde(default)]
+    pub control: bool,
 }
 
 impl std::fmt::Debug for Grant {
@@ -51,6 +54,7 @@ impl std::fmt::Debug for Grant {
             .field("token", &"<redacted>")
             .field("views", &self.views)
             .field("markets", &self.markets)
+            .field("control", &self.control)
             .finish()
     }
 }

@@ -156,6 +156,21 @@ impl Server {
         &self.hub
     }
 
+    /// Adds views to serve. (Interim: only views already served are accepted
+    /// until the hub can add views while running.)
+    pub fn add_views(&self, views: Vec<ViewSchema>) -> Result<(), String> {
+        match views.iter().find(|view| self.hub.view_index(&view.name).is_none()) {
+            None => Ok(()),
+            Some(view) => Err(format!("view '{}' cannot be added while the server runs yet", view.name)),
+        }
+    }
+
+    /// Stops serving views. (Interim: a no-op until the hub can remove views.)
+    pub fn remove_views(&self, _names: &[String]) {}
+
+    /// Installs the control API. (Interim: not routed until the server speaks HTTP.)
+    pub fn set_api(&self, _api: std::sync::Arc<dyn super::api::ApiHandler>) {}
+
     /// A sink publishing the changes of the named view, if the server serves it.
     pub fn publisher(&self, view: &str) -> Option<Publisher> {
         self.hub.view_index(view).map(|index| self.channel.publisher(index))
