@@ -1,0 +1,178 @@
+//! timely's cluster mode end to end: the real binary started as two
+//! processes on loopback (`--processes 2 --process-id I --host-list ...`)
+//! gives the same results as one process, and each process's WebSocket
+//! server serves every view, whichever process computed its rows.
+//!
+//! The query aggregates windows (rows exchanged between the processes by
+//! key), joins a node table (an arrangement across processes) and publishes
+//! a keyed view.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use carbonflow_core::Row;
+use carbonflow_sinks::websocket::client::{ClientOptions, Subscriber};
+use common::{Tick, read_sorted, write_ticks};
+
+/// The query: 1-minute windows per node and zone, written to `out` and published as `zone_minutes`.
+fn query(dir: &Path) -> String {
+    format!(
+        "CREATE TABLE ticks (node STRING, ts TIMESTAMP(3), price DOUBLE,
+             WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+         WITH ('connector' = 'filesystem', 'path' = '{dir}/ticks.csv', 'format' = 'csv');
+         CREATE TABLE nodes (node STRING, zone STRING)
+         WITH ('connector' = 'filesystem', 'path' = '{dir}/nodes.csv', 'format' = 'csv');
+         CREATE TABLE out (zone STRING, node STRING, window_start TIMESTAMP(3), n BIGINT, total DOUBLE, high DOUBLE)
+         WITH ('connector' = 'filesystem', 'path' = '{dir}/out.csv', 'format' = 'csv');
+         CREATE VIEW zone_minutes AS
+             SELECT n.zone, w.node, w.window_start, COUNT(*) AS n, SUM(w.price) AS total, MAX(w.price) AS high
+             FROM TABLE(TUMBLE(TABLE ticks, DESCRIPTOR(ts), INTERVAL '1' MINUTES)) AS w
+             JOIN nodes AS n ON w.node = n.node
+             GROUP BY n.zone, w.node, w.window_start, w.window_end;
+         INSERT INTO out SELECT * FROM zone_minutes;",
+        dir = dir.display()
+    )
+}
+
+/// Writes the inputs: ticks over 12 nodes for 20 minutes, with revisions-free jitter.
+fn write_inputs(dir: &Path) {
+    let ticks: Vec<Tick> = (0..4_000i64)
+        .map(|i| Tick {
+            node: (i % 12) as u8,
+            second: i * 300 / 1000 + (i % 7),
+            price: 20 + (i * 37 % 90),
+        })
+        .collect();
+    write_ticks(&dir.join("ticks.csv"), &ticks);
+    let nodes: String = (0..12).map(|node| format!("N{node},Z{}\n", node % 3)).collect();
+    std::fs::write(dir.join("nodes.csv"), nodes).unwrap();
+}
+
+/// Two free TCP ports on loopback for timely's connections.
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
+}
+
+fn carbonflow(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_carbonflow"));
+    command
+        .current_dir(dir)
+        .arg("run")
+        .arg(dir.join("cluster.sql"))
+        .args(["--no-progress"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+#[test]
+fn two_processes_give_the_results_of_one() {
+    let single = tempfile::tempdir().unwrap();
+    write_inputs(single.path());
+    std::fs::write(single.path().join("cluster.sql"), query(single.path())).unwrap();
+    let alone = carbonflow(single.path(), &["--no-server", "--workers", "2"]).output().unwrap();
+    assert!(alone.status.success(), "one process: {}", String::from_utf8_lossy(&alone.stderr));
+    let expected = read_sorted(&single.path().join("out.csv"));
+    assert!(expected.len() > 100, "the query produced {} rows", expected.len());
+
+    let cluster = tempfile::tempdir().unwrap();
+    write_inputs(cluster.path());
+    std::fs::write(cluster.path().join("cluster.sql"), query(cluster.path())).unwrap();
+    let hosts: Vec<String> = free_ports(2).into_iter().map(|port| format!("127.0.0.1:{port}")).collect();
+    let hosts = hosts.join(",");
+    let processes: Vec<Child> = (0..2)
+        .map(|process| {
+            carbonflow(
+                cluster.path(),
+                &["--no-server", "--processes", "2", "--process-id", &process.to_string(), "--host-list", &hosts],
+            )
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for (process, child) in processes.into_iter().enumerate() {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "process {process}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    assert_eq!(read_sorted(&cluster.path().join("out.csv")), expected);
+}
+
+/// Reads a process's stderr until it says where it serves; gives the address.
+fn served_address(child: &mut Child) -> String {
+    let stderr = child.stderr.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(address) = line.split("ws://").nth(1) {
+                let _ = sender.send(address.trim_end_matches("/v1/stream").to_owned());
+            }
+        }
+    });
+    receiver.recv_timeout(Duration::from_secs(30)).expect("the process says where it serves")
+}
+
+/// The complete view as one process's server gives it.
+fn complete_view(address: &str) -> BTreeMap<Row, Row> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut subscriber = Subscriber::new(ClientOptions::new(format!("ws://{address}/v1/stream")), "zone_minutes", BTreeMap::new());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(Instant::now() < deadline, "the view on {address} did not complete");
+            let event = tokio::time::timeout(Duration::from_secs(30), subscriber.next()).await.expect("a message").expect("no error");
+            if event.frontier == Some(i64::MAX) {
+                let rows = subscriber.replica().rows();
+                return rows.into_iter().map(|row| (row.project(&[0, 1, 2]), row)).collect();
+            }
+        }
+    })
+}
+
+#[test]
+fn every_process_serves_every_view() {
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path());
+    std::fs::write(dir.path().join("cluster.sql"), query(dir.path())).unwrap();
+    let hosts: Vec<String> = free_ports(2).into_iter().map(|port| format!("127.0.0.1:{port}")).collect();
+    let hosts = hosts.join(",");
+    let mut processes: Vec<Child> = (0..2)
+        .map(|process| {
+            carbonflow(
+                dir.path(),
+                &[
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--serve",
+                    "--processes",
+                    "2",
+                    "--process-id",
+                    &process.to_string(),
+                    "--host-list",
+                    &hosts,
+                ],
+            )
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let addresses: Vec<String> = processes.iter_mut().map(served_address).collect();
+    let views: Vec<BTreeMap<Row, Row>> = addresses.iter().map(|address| complete_view(address)).collect();
+    for child in &mut processes {
+        // SIGTERM: a graceful stop.
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+    }
+    for child in &mut processes {
+        assert!(child.wait().unwrap().success());
+    }
+    let written = read_sorted(&dir.path().join("out.csv"));
+    assert!(!views[0].is_empty());
+    assert_eq!(views[0], views[1], "both processes serve the same view");
+    assert_eq!(views[0].len(), written.len(), "the view holds every row the sink wrote");
+}
