@@ -75,6 +75,15 @@ struct QueryState {
     samples: VecDeque<(Instant, u64, u64)>,
 }
 
+impl std::fmt::Debug for QueryShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryShared")
+            .field("name", &self.name)
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
 impl QueryShared {
     /// The status now.
     pub fn status(&self) -> QueryStatus {
