@@ -389,8 +389,10 @@ fn start_server(args: &RunArgs, views: Vec<carbonflow_sinks::websocket::ViewSche
     };
     let names: Vec<String> = views.iter().map(|view| view.name.clone()).collect();
     let server = Server::start(config, views).map_err(|e| format!("{e} (choose another address with --listen, or --no-server)"))?;
+    let address = server.local_addr();
+    eprintln!("dashboard, control API and metrics on http://{address}/");
     if !names.is_empty() {
-        eprintln!("serving {} on ws://{}/v1/stream", names.join(", "), server.local_addr());
+        eprintln!("serving {} on ws://{address}/v1/stream", names.join(", "));
     }
     Ok(server)
 }
