@@ -126,7 +126,10 @@ fn complete_view(address: &str) -> BTreeMap<Row, Row> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             assert!(Instant::now() < deadline, "the view on {address} did not complete");
-            let event = tokio::time::timeout(Duration::from_secs(30), subscriber.next()).await.expect("a message").expect("no error");
+            let event = tokio::time::timeout(Duration::from_secs(30), subscriber.next())
+                .await
+                .expect("a message")
+                .expect("no error");
             if event.frontier == Some(i64::MAX) {
                 let rows = subscriber.replica().rows();
                 return rows.into_iter().map(|row| (row.project(&[0, 1, 2]), row)).collect();
@@ -175,4 +178,91 @@ fn every_process_serves_every_view() {
     assert!(!views[0].is_empty());
     assert_eq!(views[0], views[1], "both processes serve the same view");
     assert_eq!(views[0].len(), written.len(), "the view holds every row the sink wrote");
+}
+
+/// The rows a process says it read ("read N rows in ...").
+fn rows_read(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("read ")?.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in: {stderr}"))
+}
+
+#[test]
+fn kafka_partitions_spread_over_the_workers_of_every_process() {
+    use carbonflow_sources::kafka::testkit::{self, Record};
+    let bootstrap = testkit::bootstrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path());
+    // The same ticks in a topic of 4 partitions; node n lives on partition n % 4.
+    let topic = testkit::unique_topic("cluster-ticks");
+    testkit::create_topic(&bootstrap, &topic, 4);
+    let csv = std::fs::read_to_string(dir.path().join("ticks.csv")).unwrap();
+    let records: Vec<Record> = csv
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let node: i32 = fields[0][1..].parse().unwrap();
+            Record::value(
+                node % 4,
+                format!(r#"{{"node": "{}", "ts": "{}", "price": {}}}"#, fields[0], fields[1], fields[2]),
+            )
+        })
+        .collect();
+    // Rows read: the ticks, and the node table's 12 rows.
+    let total = records.len() as u64 + 12;
+    testkit::produce(&bootstrap, &topic, records);
+
+    let from_file = query(dir.path());
+    let from_kafka = from_file.replace(
+        &format!(
+            "WITH ('connector' = 'filesystem', 'path' = '{}/ticks.csv', 'format' = 'csv')",
+            dir.path().display()
+        ),
+        &format!(
+            "WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', 'format' = 'json',
+                   'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset')"
+        ),
+    );
+    assert_ne!(from_file, from_kafka);
+    std::fs::write(dir.path().join("cluster.sql"), &from_file).unwrap();
+    let alone = carbonflow(dir.path(), &["--no-server"]).output().unwrap();
+    assert!(alone.status.success(), "{}", String::from_utf8_lossy(&alone.stderr));
+    let expected = read_sorted(&dir.path().join("out.csv"));
+    std::fs::remove_file(dir.path().join("out.csv")).unwrap();
+
+    std::fs::write(dir.path().join("cluster.sql"), &from_kafka).unwrap();
+    let hosts: Vec<String> = free_ports(2).into_iter().map(|port| format!("127.0.0.1:{port}")).collect();
+    let hosts = hosts.join(",");
+    // Two processes of two workers: partition p goes to worker p % 4, so each process reads two partitions.
+    let processes: Vec<Child> = (0..2)
+        .map(|process| {
+            carbonflow(
+                dir.path(),
+                &[
+                    "--no-server",
+                    "--workers",
+                    "2",
+                    "--processes",
+                    "2",
+                    "--process-id",
+                    &process.to_string(),
+                    "--host-list",
+                    &hosts,
+                ],
+            )
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut read = Vec::new();
+    for (process, child) in processes.into_iter().enumerate() {
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "process {process}: {stderr}");
+        read.push(rows_read(&stderr));
+    }
+    assert!(read.iter().all(|&rows| rows > 0), "every process read its partitions: {read:?}");
+    assert_eq!(read.iter().sum::<u64>(), total, "{read:?}");
+    assert_eq!(read_sorted(&dir.path().join("out.csv")), expected);
 }

@@ -150,14 +150,23 @@ fn queries_are_submitted_listed_and_dropped_over_http() {
     assert!(one["plan"].as_str().unwrap().contains("live_prices"), "{one}");
     let list = cli(&engine, &["list"], "reader");
     let printed = String::from_utf8_lossy(&list.stdout);
-    assert!(printed.contains("live") && printed.contains("small") && printed.contains("finished"), "{printed}");
+    assert!(
+        printed.contains("live") && printed.contains("small") && printed.contains("finished"),
+        "{printed}"
+    );
 
     // The metrics count what the queries did.
     let (status, metrics) = request("GET", &format!("{}/metrics", engine.base), None, None);
     assert_eq!(status, 200);
     assert!(metrics.contains(r#"carbonflow_source_rows_total{query="small",source="sim"} 500"#), "{metrics}");
-    assert!(metrics.contains(r#"carbonflow_sink_changes_total{query="live",sink="live_prices"}"#), "{metrics}");
-    assert!(metrics.contains(r#"carbonflow_ingest_to_emit_seconds_count{query="live",sink="live_prices"}"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"carbonflow_sink_changes_total{query="live",sink="live_prices"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"carbonflow_ingest_to_emit_seconds_count{query="live",sink="live_prices"}"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"carbonflow_queries{status="running"} 1"#), "{metrics}");
 
     // Dropping: gone from the list, the name and the view name are free again.
