@@ -132,13 +132,14 @@ fn defined_families() -> Vec<(String, Vec<String>)> {
     for constructor in ["counter", "gauge", "gauge_vec", "histogram"] {
         let call = format!("{constructor}(");
         for (at, _) in source.match_indices(&call) {
-            let preceded_by_identifier = source[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_');
-            let Some(quoted) = source[at + call.len()..].trim_start().strip_prefix('"') else {
-                continue; // the constructor's own definition, `fn counter(name: &str, ...)`
-            };
-            if preceded_by_identifier {
+            // Skips longer names ending the same (`my_counter(`) and the
+            // constructor's own definition (`fn counter(name: &str, ...)`).
+            if source[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_') {
                 continue;
             }
+            let Some(quoted) = source[at + call.len()..].trim_start().strip_prefix('"') else {
+                continue;
+            };
             let family = format!("carbonflow_{}", &quoted[..quoted.find('"').unwrap()]);
             let series = match constructor {
                 "histogram" => ["_bucket", "_sum", "_count"].iter().map(|suffix| format!("{family}{suffix}")).collect(),
@@ -162,10 +163,10 @@ fn metric_names(expr: &str) -> Vec<String> {
         if !in_quotes && (c.is_ascii_alphanumeric() || c == '_' || c == ':') {
             name.push(c);
         } else if !name.is_empty() {
-            if name.starts_with("carbonflow_") {
-                names.push(std::mem::take(&mut name));
+            let word = std::mem::take(&mut name);
+            if word.starts_with("carbonflow_") {
+                names.push(word);
             }
-            name.clear();
         }
     }
     names
@@ -200,7 +201,10 @@ fn dashboard() -> serde_json::Value {
 #[test]
 fn the_grafana_dashboard_reads_only_defined_metric_series() {
     let families = defined_families();
-    assert!(families.len() >= 10, "core/src/metrics.rs defines only {families:?}: did its constructors change?");
+    assert!(
+        families.len() >= 10,
+        "core/src/metrics.rs defines only {families:?}: did its constructors change?"
+    );
     let series: BTreeSet<String> = families.iter().flat_map(|(_, series)| series.iter().cloned()).collect();
     let expressions = dashboard_expressions(&dashboard());
     assert!(!expressions.is_empty(), "the dashboard has no PromQL");
@@ -208,7 +212,10 @@ fn the_grafana_dashboard_reads_only_defined_metric_series() {
         let names = metric_names(expr);
         assert!(!names.is_empty(), "{expr:?} reads no carbonflow metric");
         for name in names {
-            assert!(series.contains(&name), "{expr:?} reads {name}, which core/src/metrics.rs does not expose; it does: {series:?}");
+            assert!(
+                series.contains(&name),
+                "{expr:?} reads {name}, which core/src/metrics.rs does not expose; it does: {series:?}"
+            );
         }
     }
 }
@@ -224,13 +231,24 @@ fn the_grafana_dashboard_shows_every_metric_family() {
 #[test]
 fn the_grafana_dashboard_panels_are_well_formed() {
     let dashboard = dashboard();
-    let variables: Vec<&str> = dashboard["templating"]["list"].as_array().unwrap().iter().filter_map(|v| v["name"].as_str()).collect();
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
     assert!(variables.contains(&"datasource"), "the dashboard has no datasource variable: {variables:?}");
     let mut ids = BTreeSet::new();
     for panel in dashboard["panels"].as_array().unwrap() {
         let title = panel["title"].as_str().expect("every panel has a title");
-        assert!(ids.insert(panel["id"].as_u64().expect("every panel has an id")), "panel id of {title:?} repeats");
-        assert!(panel["gridPos"]["w"].as_u64().is_some_and(|w| w > 0 && w <= 24), "{title:?} has no valid gridPos");
+        assert!(
+            ids.insert(panel["id"].as_u64().expect("every panel has an id")),
+            "panel id of {title:?} repeats"
+        );
+        assert!(
+            panel["gridPos"]["w"].as_u64().is_some_and(|w| w > 0 && w <= 24),
+            "{title:?} has no valid gridPos"
+        );
         if panel["type"] != "row" {
             assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title:?} does not read the chosen data source");
             assert!(panel["targets"].as_array().is_some_and(|targets| !targets.is_empty()), "{title:?} has no query");
