@@ -31,7 +31,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM python:3.11-slim-bookworm AS onnxruntime
 ARG ONNXRUNTIME_VERSION
 RUN pip download --no-cache-dir --no-deps --only-binary=:all: --dest /tmp/wheel "onnxruntime==${ONNXRUNTIME_VERSION}" \
-    && python -c "import glob, zipfile; wheel = zipfile.ZipFile(glob.glob('/tmp/wheel/*.whl')[0]); [wheel.extract(name, '/tmp/ort') for name in wheel.namelist() if '/capi/libonnxruntime.so' in name]" \
+    && python -m zipfile -e /tmp/wheel/onnxruntime-*.whl /tmp/ort \
     && install -D -t /out /tmp/ort/onnxruntime/capi/libonnxruntime.so.*
 
 FROM debian:bookworm-slim

@@ -41,13 +41,22 @@ fn describe(output: &Output) -> String {
     )
 }
 
+/// Runs a check script on the repository's own files and asserts it passes;
+/// `None` where it is skipped.
+fn passing_script(script: &str) -> Option<Output> {
+    if python3_missing() {
+        return None;
+    }
+    let output = run_script(script, &[]);
+    assert!(output.status.success(), "{script} failed: {}", describe(&output));
+    Some(output)
+}
+
 #[test]
 fn the_k8s_manifests_render_and_validate() {
-    if python3_missing() {
+    let Some(output) = passing_script("scripts/k8s-validate.sh") else {
         return;
-    }
-    let output = run_script("scripts/k8s-validate.sh", &[]);
-    assert!(output.status.success(), "scripts/k8s-validate.sh failed: {}", describe(&output));
+    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     for kind in ["StatefulSet", "Service", "ConfigMap", "ServiceMonitor", "PodDisruptionBudget"] {
         assert!(stdout.contains(kind), "no {kind} was validated: {}", describe(&output));
@@ -99,11 +108,7 @@ fn a_misspelled_field_fails_the_k8s_validation() {
 
 #[test]
 fn the_dockerfile_passes_hadolint() {
-    if python3_missing() {
-        return;
-    }
-    let output = run_script("scripts/dockerfile-lint.sh", &[]);
-    assert!(output.status.success(), "scripts/dockerfile-lint.sh failed: {}", describe(&output));
+    passing_script("scripts/dockerfile-lint.sh");
 }
 
 #[test]
