@@ -10,14 +10,9 @@
 # `ort` crate in Cargo.toml (api-24).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-python="$("$root/scripts/python-env.sh")"
 packages=('onnxruntime==1.31.1' 'numpy==2.4.6')
-modules='import onnxruntime, numpy'
 if [ "${1:-}" = "--training" ]; then
     packages+=('onnx==1.23.2' 'autograd==1.9.1')
-    modules="$modules, onnx, autograd"
 fi
-if ! "$python" -c "$modules" 2>/dev/null; then
-    "$python" -m pip install --quiet --disable-pip-version-check "${packages[@]}" >&2
-fi
+python="$("$root/scripts/python-env.sh" "${packages[@]}")"
 "$python" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[-1])'
