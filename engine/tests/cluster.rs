@@ -53,10 +53,21 @@ fn write_inputs(dir: &Path) {
     std::fs::write(dir.join("nodes.csv"), nodes).unwrap();
 }
 
-/// Two free TCP ports on loopback for timely's connections.
-fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
+/// Starts the two processes of a cluster on loopback, each with `args`.
+fn start_cluster(dir: &Path, args: &[&str]) -> Vec<Child> {
+    // Free ports for timely's connections: bound, read, released.
+    let listeners: Vec<std::net::TcpListener> = (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let hosts: Vec<String> = listeners.iter().map(|listener| listener.local_addr().unwrap().to_string()).collect();
+    drop(listeners);
+    let hosts = hosts.join(",");
+    (0..2)
+        .map(|process| {
+            let process = process.to_string();
+            let cluster_args = ["--processes", "2", "--process-id", &process, "--host-list", &hosts];
+            let args: Vec<&str> = args.iter().copied().chain(cluster_args).collect();
+            carbonflow(dir, &args).spawn().unwrap()
+        })
+        .collect()
 }
 
 fn carbonflow(dir: &Path, args: &[&str]) -> Command {
@@ -85,18 +96,7 @@ fn two_processes_give_the_results_of_one() {
     let cluster = tempfile::tempdir().unwrap();
     write_inputs(cluster.path());
     std::fs::write(cluster.path().join("cluster.sql"), query(cluster.path())).unwrap();
-    let hosts: Vec<String> = free_ports(2).into_iter().map(|port| format!("127.0.0.1:{port}")).collect();
-    let hosts = hosts.join(",");
-    let processes: Vec<Child> = (0..2)
-        .map(|process| {
-            carbonflow(
-                cluster.path(),
-                &["--no-server", "--processes", "2", "--process-id", &process.to_string(), "--host-list", &hosts],
-            )
-            .spawn()
-            .unwrap()
-        })
-        .collect();
+    let processes = start_cluster(cluster.path(), &["--no-server"]);
     for (process, child) in processes.into_iter().enumerate() {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "process {process}: {}", String::from_utf8_lossy(&output.stderr));
@@ -143,28 +143,7 @@ fn every_process_serves_every_view() {
     let dir = tempfile::tempdir().unwrap();
     write_inputs(dir.path());
     std::fs::write(dir.path().join("cluster.sql"), query(dir.path())).unwrap();
-    let hosts: Vec<String> = free_ports(2).into_iter().map(|port| format!("127.0.0.1:{port}")).collect();
-    let hosts = hosts.join(",");
-    let mut processes: Vec<Child> = (0..2)
-        .map(|process| {
-            carbonflow(
-                dir.path(),
-                &[
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--serve",
-                    "--processes",
-                    "2",
-                    "--process-id",
-                    &process.to_string(),
-                    "--host-list",
-                    &hosts,
-                ],
-            )
-            .spawn()
-            .unwrap()
-        })
-        .collect();
+    let mut processes = start_cluster(dir.path(), &["--listen", "127.0.0.1:0", "--serve"]);
     let addresses: Vec<String> = processes.iter_mut().map(served_address).collect();
     let views: Vec<BTreeMap<Row, Row>> = addresses.iter().map(|address| complete_view(address)).collect();
     for child in &mut processes {
@@ -232,29 +211,8 @@ fn kafka_partitions_spread_over_the_workers_of_every_process() {
     std::fs::remove_file(dir.path().join("out.csv")).unwrap();
 
     std::fs::write(dir.path().join("cluster.sql"), &from_kafka).unwrap();
-    let hosts: Vec<String> = free_ports(2).into_iter().map(|port| format!("127.0.0.1:{port}")).collect();
-    let hosts = hosts.join(",");
     // Two processes of two workers: partition p goes to worker p % 4, so each process reads two partitions.
-    let processes: Vec<Child> = (0..2)
-        .map(|process| {
-            carbonflow(
-                dir.path(),
-                &[
-                    "--no-server",
-                    "--workers",
-                    "2",
-                    "--processes",
-                    "2",
-                    "--process-id",
-                    &process.to_string(),
-                    "--host-list",
-                    &hosts,
-                ],
-            )
-            .spawn()
-            .unwrap()
-        })
-        .collect();
+    let processes = start_cluster(dir.path(), &["--no-server", "--workers", "2"]);
     let mut read = Vec::new();
     for (process, child) in processes.into_iter().enumerate() {
         let output = child.wait_with_output().unwrap();
