@@ -278,5 +278,6 @@ fn start_server(args: &RunArgs, program: &Program) -> Result<Server, String> {
     if !names.is_empty() {
         eprintln!("serving {} on ws://{}/v1/stream", names.join(", "), server.local_addr());
     }
+    eprintln!("dashboard on http://{}/", server.local_addr());
     Ok(server)
 }
