@@ -390,7 +390,8 @@ fn start_server(args: &RunArgs, views: Vec<carbonflow_sinks::websocket::ViewSche
     let names: Vec<String> = views.iter().map(|view| view.name.clone()).collect();
     let server = Server::start(config, views).map_err(|e| format!("{e} (choose another address with --listen, or --no-server)"))?;
     let address = server.local_addr();
-    eprintln!("dashboard, control API and metrics on http://{address}/");
+    // The dashboard, the control API (/v1/queries) and /metrics share the address.
+    eprintln!("dashboard on http://{address}/");
     if !names.is_empty() {
         eprintln!("serving {} on ws://{address}/v1/stream", names.join(", "));
     }

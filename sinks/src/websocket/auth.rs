@@ -7,7 +7,11 @@
 //! token = "desk-7f3a"          # sent as `Authorization: Bearer desk-7f3a` (or `?token=` from browsers)
 //! views = ["hub_prices", "*"]   # view names, or "*" for every view
 //! markets = ["PJM", "MISO"]     # optional: only rows whose `market` is one of these
+//! control = true                # optional: may submit and drop queries (POST, DELETE); false by default
 //! ```
+//!
+//! Every token may read the control API (`GET /v1/queries`); the engine
+//! refuses changes (403) to a token without `control`.
 //!
 //! Without a token file the server admits everyone; it then refuses to listen
 //! anywhere but on a loopback address, so the embedded desk default needs no
@@ -42,7 +46,9 @@ pub struct Grant {
     /// When set, only rows whose `market` column holds one of these.
     #[serde(default)]
     pub markets: Option<Vec<String>>,
-    /// May submit and drop queries through the control API.
+    /// Whether the token may change what runs: submit (`POST /v1/queries`)
+    /// and drop (`DELETE /v1/queries/{name}`) queries. The server passes the
+    /// grant to the engine, which decides.
     #[serde(default)]
     pub control: bool,
 }
@@ -130,6 +136,11 @@ mod tests {
         token = "partner"
         views = ["hub_prices"]
         markets = ["PJM"]
+
+        [[token]]
+        token = "operator"
+        views = ["*"]
+        control = true
     "#;
 
     #[test]
@@ -139,6 +150,8 @@ mod tests {
         assert!(config.grant("des").is_none());
         let desk = config.grant("desk").unwrap();
         assert!(desk.may_read("anything"));
+        assert!(!desk.control, "control is off unless granted");
+        assert!(config.grant("operator").unwrap().control);
         let partner = config.grant("partner").unwrap();
         assert!(partner.may_read("HUB_PRICES") && !partner.may_read("spreads"));
         assert!(!format!("{partner:?}").contains("partner\""), "tokens are not printed");

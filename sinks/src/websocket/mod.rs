@@ -11,7 +11,11 @@
 //! * [`view`]: a view's contents, versions and history; pure logic.
 //! * [`hub`]: publishers (sinks on worker 0) → bounded channel → views →
 //!   per-subscription pending changes, conflated by key.
-//! * [`server`]: the tokio-tungstenite server, handshake, auth, connections.
+//! * [`server`]: the server on one port: connections, WebSocket sessions,
+//!   views added and removed while it runs.
+//! * [`http`]: the HTTP routes on that port: the WebSocket upgrade, the
+//!   dashboard, health, metrics, the list of views and the control API.
+//! * [`api`]: the hook through which the engine answers the control API.
 //! * [`auth`]: bearer tokens and entitlements.
 //! * [`client`]: the Rust client with reconnection, resume and gap detection.
 //!
@@ -21,6 +25,7 @@
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod http;
 pub mod hub;
 pub mod protocol;
 pub mod server;

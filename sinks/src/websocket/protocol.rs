@@ -111,6 +111,8 @@ pub enum ErrorCode {
     UnknownSubscription,
     /// The connection already has as many subscriptions as the server allows.
     TooManySubscriptions,
+    /// The view is no longer served (its query was dropped): the subscription has ended.
+    ViewRemoved,
 }
 
 /// A message from the server. `seq` numbers a subscription's snapshot and

@@ -1,34 +1,42 @@
-//! The WebSocket server: `GET /v1/stream` on its own tokio runtime.
+//! The server: one port for HTTP and the WebSocket stream, on its own tokio
+//! runtime.
 //!
-//! The handshake checks the path, the bearer token and the subprotocol. Each
-//! connection then runs one task that reads client messages, drains its
-//! subscriptions' pending changes into diffs when the hub signals, sends
+//! Every connection speaks HTTP/1.1 (hyper; the routes are in
+//! [`super::http`]) until `GET /v1/stream` upgrades it to a WebSocket. The
+//! upgraded connection then runs one task that reads client messages, drains
+//! its subscriptions' pending changes into diffs when the hub signals, sends
 //! heartbeats on a timer and, when a subscription's pending changes outgrow
 //! the bound, closes with [`CLOSE_SLOW_CONSUMER`], interrupting a send stuck
-//! on a full socket. At shutdown every connection gets what is pending and a
-//! close frame (1001, going away).
+//! on a full socket. A subscription whose view is removed gets what was
+//! pending and a `view_removed` error, and ends. At shutdown every connection
+//! gets what is pending and a close frame (1001, going away).
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, LazyLock, RwLock};
+use std::time::Duration;
 
+use carbonflow_core::metrics::{WEBSOCKET_CONNECTIONS, WEBSOCKET_SLOW_CONSUMERS, WEBSOCKET_SUBSCRIPTIONS};
 use futures_util::{SinkExt, StreamExt};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::IntGauge;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 
+use super::api::ApiHandler;
 use super::auth::{AuthConfig, Grant};
+use super::http::{self, Admission, Upgrade, UpgradeSlot};
 use super::hub::{ConnectionSignal, Hub, HubChannel, HubLimits, Publisher, Start, Subscription};
-use super::protocol::{
-    CLOSE_SLOW_CONSUMER, ClientMessage, Encoding, ErrorCode, JSON_PROTOCOL, MSGPACK_PROTOCOL, STREAM_PATH, ServerMessage, SubscriptionId, WireRow,
-};
+use super::protocol::{CLOSE_SLOW_CONSUMER, ClientMessage, Encoding, ErrorCode, ServerMessage, SubscriptionId, WireRow};
 use super::view::{RowFilter, ViewSchema};
 
 /// How the server runs.
@@ -77,12 +85,15 @@ pub enum ServerError {
     /// The async runtime could not start.
     #[error("cannot start the server runtime: {0}")]
     Runtime(std::io::Error),
+    /// Two initial views share a name.
+    #[error("cannot serve the views: {0}")]
+    Views(String),
 }
 
-/// A running WebSocket server.
+/// A running server.
 pub struct Server {
     runtime: tokio::runtime::Runtime,
-    hub: Arc<Hub>,
+    context: Arc<Context>,
     channel: HubChannel,
     hub_task: tokio::task::JoinHandle<()>,
     shutdown: watch::Sender<bool>,
@@ -97,19 +108,30 @@ impl std::fmt::Debug for Server {
 }
 
 /// What every connection task shares.
-struct Context {
-    hub: Arc<Hub>,
-    auth: Option<AuthConfig>,
+pub(super) struct Context {
+    pub(super) hub: Arc<Hub>,
+    pub(super) auth: Option<AuthConfig>,
     heartbeat: Duration,
     send_buffer: usize,
+    api: RwLock<Option<Arc<dyn ApiHandler>>>,
+}
+
+impl Context {
+    /// The engine's handler of the control API, once installed.
+    pub(super) fn api(&self) -> Option<Arc<dyn ApiHandler>> {
+        self.api.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
 }
 
 impl Server {
-    /// Binds the address and starts serving `views`.
+    /// Binds the address and starts serving `views` (more can be added while it runs).
     pub fn start(config: ServerConfig, views: Vec<ViewSchema>) -> Result<Server, ServerError> {
         if config.auth.is_none() && !config.listen.ip().is_loopback() {
             return Err(ServerError::Unauthenticated(config.listen));
         }
+        expose_metrics();
+        let hub = Arc::new(Hub::new(config.limits));
+        hub.add_views(views).map_err(ServerError::Views)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("carbonflow-ws")
@@ -124,20 +146,19 @@ impl Server {
             let _entered = runtime.enter();
             TcpListener::from_std(listener).map_err(bind)?
         };
-        let first_version = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
-        let hub = Arc::new(Hub::new(views, config.limits, first_version));
         let (channel, hub_task) = HubChannel::spawn(hub.clone(), runtime.handle());
         let (shutdown, shutdown_signal) = watch::channel(false);
         let context = Arc::new(Context {
-            hub: hub.clone(),
+            hub,
             auth: config.auth,
             heartbeat: config.heartbeat,
             send_buffer: config.send_buffer,
+            api: RwLock::new(None),
         });
-        let accept_task = runtime.spawn(accept_loop(listener, context, shutdown_signal));
+        let accept_task = runtime.spawn(accept_loop(listener, context.clone(), shutdown_signal));
         Ok(Server {
             runtime,
-            hub,
+            context,
             channel,
             hub_task,
             shutdown,
@@ -153,27 +174,31 @@ impl Server {
 
     /// The hub (views, subscriptions, counters).
     pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
+        &self.context.hub
     }
-
-    /// Adds views to serve. (Interim: only views already served are accepted
-    /// until the hub can add views while running.)
-    pub fn add_views(&self, views: Vec<ViewSchema>) -> Result<(), String> {
-        match views.iter().find(|view| self.hub.view_index(&view.name).is_none()) {
-            None => Ok(()),
-            Some(view) => Err(format!("view '{}' cannot be added while the server runs yet", view.name)),
-        }
-    }
-
-    /// Stops serving views. (Interim: a no-op until the hub can remove views.)
-    pub fn remove_views(&self, _names: &[String]) {}
-
-    /// Installs the control API. (Interim: not routed until the server speaks HTTP.)
-    pub fn set_api(&self, _api: std::sync::Arc<dyn super::api::ApiHandler>) {}
 
     /// A sink publishing the changes of the named view, if the server serves it.
     pub fn publisher(&self, view: &str) -> Option<Publisher> {
-        self.hub.view_index(view).map(|index| self.channel.publisher(index))
+        self.context.hub.view_id(view).map(|id| self.channel.publisher(id))
+    }
+
+    /// Starts serving more views, empty; an error, and nothing added, when a
+    /// name is already served (names are case-insensitive).
+    pub fn add_views(&self, views: Vec<ViewSchema>) -> Result<(), String> {
+        self.context.hub.add_views(views)
+    }
+
+    /// Stops serving the named views: their subscribers get `view_removed`
+    /// and their subscriptions end, their memory is freed, and a later view
+    /// may take a name again. Their publishers' changes are dropped from now on.
+    pub fn remove_views(&self, names: &[String]) {
+        self.context.hub.remove_views(names);
+    }
+
+    /// Installs the engine's handler of the control API (every route under
+    /// `/v1/` but the stream and the list of views) and of `/readyz`.
+    pub fn set_api(&self, handler: Arc<dyn ApiHandler>) {
+        *self.context.api.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(handler);
     }
 
     /// Stops the server once every publisher is gone: all published changes
@@ -218,103 +243,35 @@ async fn accept_loop(listener: TcpListener, context: Arc<Context>, mut shutdown:
     while connections.join_next().await.is_some() {}
 }
 
-/// Answers a connection over the limit with HTTP 503.
-#[allow(clippy::result_large_err)] // the handshake callback's contract, see `admit`
+/// Answers a connection over the limit with HTTP 503, whatever it asks.
 async fn turn_away(stream: TcpStream) {
-    let refusal = |_: &Request, _: Response| Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections; retry later"));
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, tokio_tungstenite::accept_hdr_async(stream, refusal)).await;
+    let service = service_fn(|_| async { Ok::<_, Infallible>(http::too_many_connections()) });
+    let refusal = http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, refusal).await;
 }
 
-/// What the handshake settled.
-struct Admission {
-    encoding: Encoding,
-    grant: Option<Grant>,
+/// Registers the WebSocket metric families, so that `/metrics` shows them
+/// at zero before the first connection.
+fn expose_metrics() {
+    LazyLock::force(&WEBSOCKET_CONNECTIONS);
+    LazyLock::force(&WEBSOCKET_SUBSCRIPTIONS);
+    WEBSOCKET_SLOW_CONSUMERS.with_label_values(&[] as &[&str]);
 }
 
-fn refuse(status: StatusCode, message: &str) -> ErrorResponse {
-    let mut response = ErrorResponse::new(Some(format!("{message}\n")));
-    *response.status_mut() = status;
-    response
-}
+/// One for as long as it lives, in a gauge.
+struct Counted(&'static IntGauge);
 
-/// The token of a request: `Authorization: Bearer ...`, or `?token=` for browsers.
-fn presented_token(request: &Request) -> Option<String> {
-    let from_header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(|token| token.trim().to_owned());
-    from_header.or_else(|| {
-        request
-            .uri()
-            .query()?
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("token="))
-            .map(str::to_owned)
-    })
-}
-
-/// Whether the request comes from a program (no `Origin`) or a page served
-/// locally (`file://` pages send `null`; `http://localhost:...`, `http://127.0.0.1:...`).
-fn local_origin(request: &Request) -> bool {
-    let Some(origin) = request.headers().get(header::ORIGIN).and_then(|value| value.to_str().ok()) else {
-        return true;
-    };
-    let host = origin.split("://").nth(1).unwrap_or("");
-    let host = host
-        .rsplit_once(':')
-        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-        .map_or(host, |(host, _)| host);
-    origin == "null" || matches!(host, "localhost" | "127.0.0.1" | "[::1]")
-}
-
-/// Checks path, token and subprotocol; on success records what was agreed.
-/// (The error type is tungstenite's handshake callback contract.)
-#[allow(clippy::result_large_err)]
-fn admit(request: &Request, mut response: Response, auth: Option<&AuthConfig>, admission: &mut Option<Admission>) -> Result<Response, ErrorResponse> {
-    if request.uri().path() != STREAM_PATH {
-        return Err(refuse(StatusCode::NOT_FOUND, &format!("carbonflow streams at {STREAM_PATH}")));
+impl Counted {
+    fn new(gauge: &'static IntGauge) -> Counted {
+        gauge.inc();
+        Counted(gauge)
     }
-    let grant = match auth {
-        None if !local_origin(request) => {
-            // Without tokens, a page from another site in the user's browser must not read the views.
-            return Err(refuse(
-                StatusCode::FORBIDDEN,
-                "without tokens only local pages (file:// or localhost) may connect",
-            ));
-        }
-        None => None,
-        Some(auth) => {
-            let token = presented_token(request).ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
-            Some(auth.grant(&token).cloned().ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "unknown token"))?)
-        }
-    };
-    let offered: Vec<&str> = request
-        .headers()
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .collect();
-    let encoding = if offered.is_empty() {
-        Encoding::MessagePack
-    } else {
-        let chosen = [MSGPACK_PROTOCOL, JSON_PROTOCOL]
-            .into_iter()
-            .find(|ours| offered.contains(ours))
-            .ok_or_else(|| {
-                refuse(
-                    StatusCode::BAD_REQUEST,
-                    &format!("unsupported subprotocols {offered:?}; offer {MSGPACK_PROTOCOL} or {JSON_PROTOCOL}"),
-                )
-            })?;
-        response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(chosen));
-        Encoding::from_protocol(chosen).expect("one of ours")
-    };
-    *admission = Some(Admission { encoding, grant });
-    Ok(response)
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// A subscription as its connection tracks it.
@@ -326,6 +283,8 @@ struct SubscriptionState {
     /// The view version and frontier the client is at.
     version: u64,
     frontier: Option<i64>,
+    /// In the subscriptions gauge while it lives.
+    _counted: Counted,
 }
 
 /// Why a connection ends early.
@@ -336,23 +295,44 @@ enum Ending {
     TooSlow,
 }
 
-type Socket = WebSocketStream<TcpStream>;
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
-#[allow(clippy::result_large_err)] // the handshake callback's contract, see `admit`
+/// Serves a connection's HTTP requests and, once one is upgraded, its WebSocket.
 async fn serve_connection(stream: TcpStream, context: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(context.send_buffer);
-    let mut admission = None;
-    let config = WebSocketConfig::default().max_message_size(Some(1 << 20)).max_frame_size(Some(1 << 20));
-    let accepted = tokio_tungstenite::accept_hdr_async_with_config(
-        stream,
-        |request: &Request, response: Response| admit(request, response, context.auth.as_ref(), &mut admission),
-        Some(config),
-    )
-    .await;
-    let (Ok(socket), Some(admission)) = (accepted, admission) else {
+    let slot = UpgradeSlot::default();
+    let service = {
+        let (context, slot) = (context.clone(), slot.clone());
+        service_fn(move |request| http::answer(request, context.clone(), slot.clone()))
+    };
+    let http = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let mut http = std::pin::pin!(http);
+    tokio::select! {
+        _ = http.as_mut() => {}
+        _ = shutdown.changed() => {
+            http.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, http).await;
+            return;
+        }
+    }
+    let upgrade = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    let Some(Upgrade { on_upgrade, admission }) = upgrade else {
         return;
     };
+    let Ok(upgraded) = on_upgrade.await else {
+        return;
+    };
+    let config = WebSocketConfig::default().max_message_size(Some(1 << 20)).max_frame_size(Some(1 << 20));
+    let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    serve_websocket(socket, admission, context, &mut shutdown).await;
+}
+
+async fn serve_websocket(socket: Socket, admission: Admission, context: Arc<Context>, shutdown: &mut watch::Receiver<bool>) {
+    let _open = Counted::new(&WEBSOCKET_CONNECTIONS);
     let mut connection = Connection {
         context: context.clone(),
         encoding: admission.encoding,
@@ -360,12 +340,13 @@ async fn serve_connection(stream: TcpStream, context: Arc<Context>, mut shutdown
         signal: Arc::new(ConnectionSignal::default()),
         subscriptions: HashMap::new(),
     };
-    let ending = connection.run(socket, &mut shutdown).await;
+    let ending = connection.run(socket, shutdown).await;
     for state in connection.subscriptions.values() {
         context.hub.unsubscribe(&state.shared);
     }
     if let Some(Ending::TooSlow) = ending {
         context.hub.stats().slow_consumers_dropped.fetch_add(1, Ordering::Relaxed);
+        WEBSOCKET_SLOW_CONSUMERS.with_label_values(&[] as &[&str]).inc();
     }
 }
 
@@ -482,10 +463,9 @@ impl Connection {
         if self.subscriptions.len() >= limit {
             return Err((ErrorCode::TooManySubscriptions, format!("a connection may hold {limit} subscriptions")));
         }
-        let index = hub
-            .view_index(view)
-            .ok_or_else(|| (ErrorCode::UnknownView, format!("no view or websocket table named '{view}'")))?;
-        let schema = hub.schema(index);
+        let unknown = || (ErrorCode::UnknownView, format!("no view or websocket table named '{view}'"));
+        let view_id = hub.view_id(view).ok_or_else(unknown)?;
+        let schema = hub.schema(view_id).ok_or_else(unknown)?;
         let mut row_filter = RowFilter::new(&schema, filter).map_err(|message| (ErrorCode::BadFilter, message))?;
         if let Some(grant) = &self.grant {
             if !grant.may_read(&schema.name) {
@@ -495,7 +475,9 @@ impl Connection {
                 row_filter.intersect(&markets);
             }
         }
-        let (shared, start) = hub.subscribe(index, row_filter, resume.map(|(_, version)| version), self.signal.clone());
+        let (shared, start) = hub
+            .subscribe(view_id, row_filter, resume.map(|(_, version)| version), self.signal.clone())
+            .ok_or_else(unknown)?;
         let resumed_seq = resume.map_or(0, |(seq, _)| seq);
         let (message, seq, version, frontier) = match start {
             Start::Snapshot { rows, version, frontier } => {
@@ -535,13 +517,16 @@ impl Connection {
                 seq,
                 version,
                 frontier,
+                _counted: Counted::new(&WEBSOCKET_SUBSCRIPTIONS),
             },
         );
         Ok(message)
     }
 
-    /// One diff per subscription with pending changes.
+    /// One diff per subscription with pending changes; a `view_removed`
+    /// error after it for each subscription whose view was removed, which ends.
     fn drain(&mut self, outgoing: &mut Vec<ServerMessage>) {
+        let mut ended = Vec::new();
         for (id, state) in &mut self.subscriptions {
             let pending = state.shared.take_pending(&state.schema);
             state.version = pending.version;
@@ -557,6 +542,14 @@ impl Connection {
                     pending.changes,
                 ));
             }
+            if pending.removed {
+                ended.push(*id);
+                let message = format!("view '{}' is no longer served: its query was dropped", state.schema.name);
+                outgoing.push(error_message(Some(*id), ErrorCode::ViewRemoved, message));
+            }
+        }
+        for id in ended {
+            self.subscriptions.remove(&id);
         }
     }
 
@@ -614,63 +607,10 @@ async fn close(writer: &mut Writer, code: CloseCode, reason: String) {
 #[cfg(test)]
 mod tests {
     use carbonflow_core::{DataType, Field, Schema};
+    use tokio_tungstenite::tungstenite::http::StatusCode;
 
+    use super::super::protocol::STREAM_PATH;
     use super::*;
-
-    fn request(uri: &str, headers: &[(&str, &str)]) -> Request {
-        let mut builder = Request::builder().uri(uri);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        builder.body(()).unwrap()
-    }
-
-    fn admitted(request: &Request, auth: Option<&AuthConfig>) -> Result<(Option<String>, Encoding, bool), StatusCode> {
-        let mut admission = None;
-        match admit(request, Response::new(()), auth, &mut admission) {
-            Ok(response) => {
-                let protocol = response.headers().get(header::SEC_WEBSOCKET_PROTOCOL).map(|v| v.to_str().unwrap().to_owned());
-                let admission = admission.expect("recorded");
-                Ok((protocol, admission.encoding, admission.grant.is_some()))
-            }
-            Err(refusal) => Err(refusal.status()),
-        }
-    }
-
-    #[test]
-    fn the_handshake_checks_path_subprotocol_origin_and_token() {
-        assert_eq!(admitted(&request("/other", &[]), None), Err(StatusCode::NOT_FOUND));
-        assert_eq!(admitted(&request("/v1/stream", &[]), None), Ok((None, Encoding::MessagePack, false)));
-        let json = request("/v1/stream", &[("sec-websocket-protocol", "x, carbonflow.v1.json")]);
-        assert_eq!(admitted(&json, None), Ok((Some(JSON_PROTOCOL.into()), Encoding::Json, false)));
-        let both = request("/v1/stream", &[("sec-websocket-protocol", "carbonflow.v1.json, carbonflow.v1.msgpack")]);
-        assert_eq!(admitted(&both, None).unwrap().1, Encoding::MessagePack);
-        assert_eq!(
-            admitted(&request("/v1/stream", &[("sec-websocket-protocol", "mqtt")]), None),
-            Err(StatusCode::BAD_REQUEST)
-        );
-
-        for origin in ["null", "http://localhost:5173", "http://127.0.0.1", "http://[::1]:8000"] {
-            assert!(admitted(&request("/v1/stream", &[("origin", origin)]), None).is_ok(), "{origin}");
-        }
-        for origin in ["https://evil.example", "http://localhost.evil.example", "http://127.0.0.1.nip.io:80"] {
-            assert_eq!(
-                admitted(&request("/v1/stream", &[("origin", origin)]), None),
-                Err(StatusCode::FORBIDDEN),
-                "{origin}"
-            );
-        }
-
-        let auth = AuthConfig::parse("[[token]]\ntoken = \"t0k\"\nviews = [\"*\"]").unwrap();
-        assert_eq!(admitted(&request("/v1/stream", &[]), Some(&auth)), Err(StatusCode::UNAUTHORIZED));
-        assert_eq!(
-            admitted(&request("/v1/stream", &[("authorization", "Bearer nope")]), Some(&auth)),
-            Err(StatusCode::UNAUTHORIZED)
-        );
-        assert!(admitted(&request("/v1/stream", &[("authorization", "Bearer t0k")]), Some(&auth)).unwrap().2);
-        let from_browser = request("/v1/stream?view=x&token=t0k", &[("origin", "https://desk.example")]);
-        assert!(admitted(&from_browser, Some(&auth)).unwrap().2, "with tokens any origin may connect");
-    }
 
     #[test]
     fn connections_and_subscriptions_per_connection_are_bounded() {
