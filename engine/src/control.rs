@@ -156,7 +156,7 @@ impl Remote {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
         let url = format!("{}{path}", self.server.trim_end_matches('/'));
         runtime.block_on(async {
-            let client = reqwest::Client::new();
+            let client = carbonflow_sinks::http_client::builder().build().map_err(|e| e.to_string())?;
             let mut request = client.request(method, &url);
             if let Some(token) = &self.token {
                 request = request.bearer_auth(token);

@@ -26,7 +26,7 @@ views = ["*"]
 fn simulator_query(view: &str, rows: u64) -> String {
     format!(
         "CREATE TABLE sim (market STRING, node STRING, ts TIMESTAMP(3), price DOUBLE, WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE)
-         WITH ('connector' = 'simulator', 'nodes' = '20', 'number-of-rows' = '{rows}', 'rows-per-second' = '5000');
+         WITH ('connector' = 'simulator', 'nodes' = '20', 'number-of-rows' = '{rows}', 'revision-probability' = '0', 'rows-per-second' = '5000');
          CREATE VIEW {view} AS SELECT market, node, ts, price FROM sim WHERE price > 0;
          CREATE TABLE counts (market STRING, n BIGINT) WITH ('connector' = 'blackhole');
          INSERT INTO counts SELECT market, COUNT(*) FROM sim GROUP BY market;"
@@ -73,7 +73,7 @@ fn serve(dir: &Path) -> Engine {
 fn request(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let client = reqwest::Client::new();
+        let client = carbonflow_sinks::http_client::builder().build().unwrap();
         let mut request = client.request(method.parse().unwrap(), url);
         if let Some(token) = token {
             request = request.bearer_auth(token);

@@ -50,7 +50,7 @@ fn start_engine(root: &Path, query: &Path) -> (Engine, String, mpsc::Receiver<St
         .current_dir(root)
         .arg("run")
         .arg(query)
-        .args(["--listen", "127.0.0.1:0", "--no-progress", "--linger-secs", "300"])
+        .args(["--listen", "127.0.0.1:0", "--no-progress", "--serve"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

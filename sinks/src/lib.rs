@@ -23,6 +23,7 @@ mod duration;
 pub mod encode;
 pub mod error;
 pub mod filesystem;
+pub mod http_client;
 pub mod kafka;
 pub mod print;
 pub mod text;

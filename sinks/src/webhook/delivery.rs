@@ -89,11 +89,7 @@ pub(crate) struct Delivery {
 impl Delivery {
     /// Starts the loop of an endpoint whose health and pending messages the outbox holds.
     pub(crate) fn start(config: DeliveryConfig, outbox: Arc<Outbox>, record: &EndpointRecord, pending: Vec<Scheduled>) -> Result<Delivery, reqwest::Error> {
-        // reqwest is built without a crypto provider, so that aws-lc (and
-        // cmake) stay out of the build; ring is installed as the process's
-        // default, unless the embedding program chose one already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut client = Client::builder()
+        let mut client = crate::http_client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
