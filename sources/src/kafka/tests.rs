@@ -136,7 +136,7 @@ fn workers_split_partitions_by_index_and_together_read_everything() {
     let config = table(&topic, &bootstrap, &[("scan.bounded.mode", "latest-offset")]);
     let mut union = Vec::new();
     for worker_index in 0..2 {
-        let mut source = open(&config, SourceContext { worker_index, peers: 2 });
+        let mut source = open(&config, SourceContext::worker(worker_index, 2));
         let (rows, dead) = read_to_end(source.as_mut());
         assert!(dead.is_empty(), "{dead:?}");
         for row in &rows {
@@ -158,7 +158,7 @@ fn workers_split_partitions_by_index_and_together_read_everything() {
     expected.sort();
     assert_eq!(union, expected);
     // More workers than partitions: the extra one finishes at once.
-    let mut idle = open(&config, SourceContext { worker_index: 3, peers: 4 });
+    let mut idle = open(&config, SourceContext::worker(3, 4));
     assert_eq!(idle.poll(&mut SourceBatch::default(), 10).unwrap(), SourceStatus::Finished);
 }
 
