@@ -324,15 +324,18 @@ pub fn run(program: Arc<Program>, options: RunOptions) -> Result<RunSummary, Run
                 return;
             }
         };
-        let context = SourceContext {
-            worker_index: worker.index(),
-            peers: worker.peers(),
-        };
+        // One unnamed query per process: its sources' metrics carry an empty `query` label.
+        let context = SourceContext::worker(worker.index(), worker.peers());
+        let retention = crate::plan::retention::retention(program);
         let mut sources = Vec::new();
         for &table in handles.inputs.keys() {
             let declaration = &program.tables[table];
             let config = connector_view(&declaration.connector);
-            match create_source(&config, context) {
+            let table_context = SourceContext {
+                retention: retention[table],
+                ..context.clone()
+            };
+            match create_source(&config, table_context) {
                 Ok(source) => sources.push(SourceState {
                     table,
                     name: config.table.clone(),

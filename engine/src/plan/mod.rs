@@ -9,6 +9,7 @@
 pub mod bind;
 pub mod expr;
 pub mod functions;
+pub mod retention;
 
 use std::collections::BTreeSet;
 use std::fmt;
