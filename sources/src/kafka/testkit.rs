@@ -233,3 +233,8 @@ fn block_on<F: Future>(future: F) -> F::Output {
         thread::park();
     }
 }
+
+/// The group a source with a retention commits its replay starts to, beside `group`.
+pub fn replay_group(group: &str) -> String {
+    super::replay::replay_group(group)
+}
