@@ -52,7 +52,11 @@ pub fn retention(program: &Program) -> Vec<Retention> {
             *need = Retention::Span(upsert_retention(&table.connector));
         }
     }
-    let plans = program.views.iter().map(|view| &view.plan).chain(program.outputs.iter().map(|output| &output.plan));
+    let plans = program
+        .views
+        .iter()
+        .map(|view| &view.plan)
+        .chain(program.outputs.iter().map(|output| &output.plan));
     for plan in plans {
         visit(program, plan, &mut needs);
     }
