@@ -49,9 +49,11 @@
 //!   A worker left without a partition finishes at once, and so does not
 //!   hold the watermark back.
 //! * Offsets are committed to `properties.group.id` only for rows every
-//!   output has absorbed ([`Source::commit`]), at most once a second, and in
-//!   full when a run stops cleanly ([`Source::close`]), on a thread of their
-//!   own so a worker never waits on the broker. Without a group id nothing is
+//!   output has absorbed ([`Source::commit`]): at most once a second, and
+//!   only a second after the outputs absorbed them, so that a sink's own
+//!   background delivery (the Kafka sink's producer queue) has landed them;
+//!   in full when a run stops cleanly ([`Source::close`]). Commits run on a
+//!   thread of their own, so a worker never waits on the broker. Without a group id nothing is
 //!   committed (librdkafka still needs one to assign partitions:
 //!   `carbonflow-<table>`).
 //! * A restarted run resumes with the operators' state empty. With a

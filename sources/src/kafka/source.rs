@@ -28,8 +28,13 @@ use crate::{EventTimeProgress, Retention, Source, SourceBatch, SourceContext, So
 const BROKER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The least time between two commits while running, and between two
-/// refreshes of the consumer lag.
+/// refreshes of the consumer lag. Also how long a commit waits after the
+/// outputs absorbed what it covers: sinks that deliver in the background (a
+/// Kafka producer's queue) have had that long to land it.
 const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The least time between two positions kept for a later commit.
+const POSITIONS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A `kafka` source instance: the partitions of its worker.
 pub struct KafkaSource {
@@ -82,6 +87,8 @@ struct Commits {
     absorbed: Vec<Option<i64>>,
     /// Where a restart must read from, unless it needs nothing read again.
     log: Option<ReplayLog>,
+    /// Positions absorbed but not yet committed, with when they were, oldest first.
+    absorbed_positions: VecDeque<(Instant, Positions)>,
     /// What the committer was last given.
     committed: Positions,
     last_commit: Instant,
@@ -303,6 +310,7 @@ impl KafkaSource {
                 last_sealed: vec![None; count],
                 absorbed: vec![None; count],
                 log: ReplayLog::new(context.retention, starts),
+                absorbed_positions: VecDeque::new(),
                 committed: Positions::default(),
                 last_commit: Instant::now(),
             }),
@@ -566,16 +574,30 @@ impl Source for KafkaSource {
         {
             commits.absorbed = commits.sealed.pop_front().expect("checked").1;
         }
+        let now = Instant::now();
         let absorbed = commits.absorbed.clone();
-        let Some(positions) = commits.positions(epoch, absorbed) else {
-            return Ok(());
-        };
-        if commits.last_commit.elapsed() < COMMIT_INTERVAL || positions == commits.committed {
+        if let Some(positions) = commits.positions(epoch, absorbed)
+            && commits
+                .absorbed_positions
+                .back()
+                .is_none_or(|(at, last)| now.saturating_duration_since(*at) >= POSITIONS_INTERVAL && *last != positions)
+        {
+            commits.absorbed_positions.push_back((now, positions));
+        }
+        if now.saturating_duration_since(commits.last_commit) < COMMIT_INTERVAL {
             return Ok(());
         }
-        commits.last_commit = Instant::now();
-        commits.committed = positions.clone();
-        commits.committer.commit(positions);
+        let mut due = None;
+        while let Some((at, _)) = commits.absorbed_positions.front()
+            && now.saturating_duration_since(*at) >= COMMIT_INTERVAL
+        {
+            due = commits.absorbed_positions.pop_front().map(|(_, positions)| positions);
+        }
+        if let Some(positions) = due.filter(|positions| *positions != commits.committed) {
+            commits.last_commit = now;
+            commits.committed = positions.clone();
+            commits.committer.commit(positions);
+        }
         Ok(())
     }
 
