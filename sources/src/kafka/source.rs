@@ -107,6 +107,15 @@ struct Replay {
     rebuild: Option<Rebuild>,
 }
 
+impl Replay {
+    /// Whether reading `heads` far leaves some of what the earlier run had
+    /// absorbed still to be read again. Until then nothing is committed: the
+    /// last commit's positions are the ones a restart can rebuild from.
+    fn pending(&self, heads: &[Option<i64>]) -> bool {
+        self.heads.iter().zip(heads).any(|(earlier, now)| earlier.is_some() && now < earlier)
+    }
+}
+
 struct Rebuild {
     span: Millis,
     assignment: TopicPartitionList,
@@ -577,6 +586,7 @@ impl Source for KafkaSource {
         let now = Instant::now();
         let absorbed = commits.absorbed.clone();
         if let Some(positions) = commits.positions(epoch, absorbed)
+            && !self.replay.pending(&positions.heads)
             && commits
                 .absorbed_positions
                 .back()
@@ -610,6 +620,9 @@ impl Source for KafkaSource {
         let Some(positions) = commits.positions(Epoch::MAX, self.next_offsets.clone()) else {
             return Ok(());
         };
+        if self.replay.pending(&positions.heads) {
+            return Ok(());
+        }
         let result = commits.committer.flush(positions);
         result.map_err(|message| self.broker_error(message))
     }
