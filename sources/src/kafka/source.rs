@@ -231,30 +231,17 @@ impl KafkaSource {
             ),
             _ => None,
         };
-        let committed = |consumer: &dyn Fn(TopicPartitionList) -> rdkafka::error::KafkaResult<TopicPartitionList>| {
-            let mut list = TopicPartitionList::new();
-            for &partition in &partitions {
-                list.add_partition(&options.topic, partition);
-            }
-            let committed = consumer(list).map_err(|error| broker_error(format!("reading committed offsets: {error}")))?;
-            Ok::<_, SourceError>(
-                partitions
-                    .iter()
-                    .map(|&partition| {
-                        committed
-                            .find_partition(&options.topic, partition)
-                            .and_then(|element| element.offset().to_raw())
-                            .filter(|offset| *offset >= 0)
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        };
         // A restart reads again only when it resumes from the group's offsets.
         let (starts, heads) = match &replay_client {
-            Some(replay) if options.startup == StartupMode::GroupOffsets && count > 0 => (
-                committed(&|list| replay.committed_offsets(list, BROKER_TIMEOUT))?,
-                committed(&|list| consumer.committed_offsets(list, BROKER_TIMEOUT))?,
-            ),
+            Some(replay) if options.startup == StartupMode::GroupOffsets && count > 0 => {
+                let read = |offsets: rdkafka::error::KafkaResult<Vec<Option<i64>>>| {
+                    offsets.map_err(|error| broker_error(format!("reading committed offsets: {error}")))
+                };
+                (
+                    read(committed_offsets(replay, &options.topic, &partitions))?,
+                    read(committed_offsets(&consumer, &options.topic, &partitions))?,
+                )
+            }
             _ => (vec![None; count], vec![None; count]),
         };
 
@@ -289,9 +276,10 @@ impl KafkaSource {
         let rebuild = match context.retention {
             Retention::Span(span) if rebuilding.contains(&true) => {
                 let mut first = TopicPartitionList::new();
-                for ((&partition, start), _) in partitions.iter().zip(&starts).zip(&rebuilding).filter(|(_, rebuilding)| **rebuilding) {
+                for (slot, &partition) in partitions.iter().enumerate().filter(|(slot, _)| rebuilding[*slot]) {
+                    let start = starts[slot].expect("a rebuilt partition has a start");
                     first
-                        .add_partition_offset(&options.topic, partition, Offset::Offset(start.expect("a rebuilt partition has a start")))
+                        .add_partition_offset(&options.topic, partition, Offset::Offset(start))
                         .map_err(|error| broker_error(error.to_string()))?;
                 }
                 consumer.assign(&first).map_err(|error| broker_error(error.to_string()))?;
@@ -506,6 +494,25 @@ impl KafkaSource {
         };
         self.lag.set(lag);
     }
+}
+
+/// The offsets committed to `consumer`'s group for `partitions` of `topic`,
+/// in their order (`None` where there is none).
+fn committed_offsets<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partitions: &[i32]) -> rdkafka::error::KafkaResult<Vec<Option<i64>>> {
+    let mut list = TopicPartitionList::new();
+    for &partition in partitions {
+        list.add_partition(topic, partition);
+    }
+    let committed = consumer.committed_offsets(list, BROKER_TIMEOUT)?;
+    Ok(partitions
+        .iter()
+        .map(|&partition| {
+            committed
+                .find_partition(topic, partition)
+                .and_then(|element| element.offset().to_raw())
+                .filter(|offset| *offset >= 0)
+        })
+        .collect())
 }
 
 impl Source for KafkaSource {
