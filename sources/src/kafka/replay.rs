@@ -196,6 +196,14 @@ mod tests {
         ReplayLog::new(Retention::Span(millis), vec![None; partitions]).expect("a span keeps a log")
     }
 
+    /// Records `rows` (partition, offset, event time) in `epoch`, sealed with `floor`.
+    fn epoch(log: &mut ReplayLog, epoch: Epoch, rows: &[(usize, i64, Millis)], floor: Option<Millis>) {
+        for &(slot, offset, time) in rows {
+            log.record(slot, offset, Some(time));
+        }
+        log.seal(epoch, floor);
+    }
+
     #[test]
     fn nothing_keeps_no_log_and_everything_keeps_the_first_offsets() {
         assert!(ReplayLog::new(Retention::Nothing, vec![None]).is_none());
@@ -215,14 +223,9 @@ mod tests {
     fn the_start_is_the_oldest_absorbed_epoch_that_may_hold_a_row_within_the_span() {
         let mut log = span(100, 1);
         // Epoch 0: offsets 0..2 at times up to 50; epoch 1: 3..4 up to 160; epoch 2: 5 at 300.
-        log.record(0, 0, Some(10));
-        log.record(0, 1, Some(50));
-        log.seal(0, Some(50));
-        log.record(0, 3, Some(120));
-        log.record(0, 4, Some(160));
-        log.seal(1, Some(160));
-        log.record(0, 5, Some(300));
-        log.seal(2, Some(300));
+        epoch(&mut log, 0, &[(0, 0, 10), (0, 1, 50)], Some(50));
+        epoch(&mut log, 1, &[(0, 3, 120), (0, 4, 160)], Some(160));
+        epoch(&mut log, 2, &[(0, 5, 300)], Some(300));
         assert_eq!(log.starts(0, &[Some(2)]), Some(vec![Some(0)]), "floor 50: everything from 0 is within 100");
         assert_eq!(
             log.starts(1, &[Some(5)]),
@@ -239,12 +242,9 @@ mod tests {
     #[test]
     fn an_out_of_order_epoch_keeps_everything_after_it() {
         let mut log = span(100, 1);
-        log.record(0, 0, Some(500));
-        log.seal(0, Some(500));
-        log.record(0, 1, Some(10));
-        log.seal(1, Some(500));
-        log.record(0, 2, Some(20));
-        log.seal(2, Some(550));
+        epoch(&mut log, 0, &[(0, 0, 500)], Some(500));
+        epoch(&mut log, 1, &[(0, 1, 10)], Some(500));
+        epoch(&mut log, 2, &[(0, 2, 20)], Some(550));
         // Cutoff 450: epoch 0 may hold a needed row, so the later, older epochs stay too.
         assert_eq!(log.starts(2, &[Some(3)]), Some(vec![Some(0)]));
     }
@@ -252,18 +252,15 @@ mod tests {
     #[test]
     fn epochs_not_absorbed_are_kept_and_the_head_bounds_the_start() {
         let mut log = span(10, 2);
-        log.record(0, 0, Some(5));
-        log.seal(0, Some(5));
-        log.record(0, 1, Some(100));
-        log.seal(1, Some(100));
+        epoch(&mut log, 0, &[(0, 0, 5)], Some(5));
+        epoch(&mut log, 1, &[(0, 1, 100)], Some(100));
         // Only epoch 0 is absorbed: its floor is 5, nothing is old enough.
         assert_eq!(log.starts(0, &[Some(1), None]), Some(vec![Some(0), None]), "partition 1 read nothing");
         // Epoch 1 absorbed: cutoff 90 drops epoch 0; epoch 1 starts at 1.
         assert_eq!(log.starts(1, &[Some(2), None]), Some(vec![Some(1), None]));
         log.seal(2, Some(100));
         assert_eq!(log.starts(2, &[Some(2), None]), Some(vec![Some(1), None]), "still within the span");
-        log.record(0, 2, Some(500));
-        log.seal(3, Some(500));
+        epoch(&mut log, 3, &[(0, 2, 500)], Some(500));
         assert_eq!(log.starts(3, &[Some(3), None]), Some(vec![Some(2), None]));
         log.seal(4, Some(1000));
         assert_eq!(
@@ -276,8 +273,7 @@ mod tests {
     #[test]
     fn an_epoch_sealed_without_a_floor_is_not_committed() {
         let mut log = span(10, 1);
-        log.record(0, 0, Some(5));
-        log.seal(0, None);
+        epoch(&mut log, 0, &[(0, 0, 5)], None);
         assert_eq!(log.starts(0, &[Some(1)]), None);
         log.seal(1, Some(100));
         assert_eq!(log.starts(1, &[Some(1)]), Some(vec![Some(1)]));
@@ -287,10 +283,9 @@ mod tests {
     fn a_full_queue_merges_entries_and_never_starts_later_than_the_exact_answer() {
         let mut log = span(1_000, 1);
         let epochs = QUEUE_CAPACITY as u64 * 3;
-        for epoch in 0..epochs {
-            let offset = epoch as i64;
-            log.record(0, offset, Some(offset * 10));
-            log.seal(epoch, Some(offset * 10));
+        for number in 0..epochs {
+            let offset = number as i64;
+            epoch(&mut log, number, &[(0, offset, offset * 10)], Some(offset * 10));
         }
         let ReplayLog::Span(inner) = &log else { unreachable!() };
         assert!(inner.partitions[0].sealed.len() <= QUEUE_CAPACITY);

@@ -23,6 +23,17 @@ fn table(topic: &str, bootstrap: &str, options: &[(&str, &str)]) -> ConnectorCon
     }
 }
 
+/// A table that starts from `group`'s offsets, and from the earliest where it has none.
+fn resuming(topic: &str, bootstrap: &str, group: &str, options: &[(&str, &str)]) -> ConnectorConfig {
+    let mut all = vec![
+        ("scan.startup.mode", "group-offsets"),
+        ("properties.group.id", group),
+        ("properties.auto.offset.reset", "earliest"),
+    ];
+    all.extend_from_slice(options);
+    table(topic, bootstrap, &all)
+}
+
 fn tick(node: &str, second: i64, price: f64) -> Vec<u8> {
     format!(r#"{{"node": "{node}", "ts": {}, "price": {price}}}"#, second * 1000).into_bytes()
 }
@@ -281,12 +292,7 @@ fn commits_let_a_restarted_group_resume_after_the_last_absorbed_row() {
     let group = testkit::unique_topic("group");
     testkit::create_topic(&bootstrap, &topic, 2);
     testkit::produce(&bootstrap, &topic, (0..6).map(|i| Record::value(i % 2, tick("A", i.into(), 1.0))));
-    let options = [
-        ("scan.startup.mode", "group-offsets"),
-        ("properties.group.id", group.as_str()),
-        ("properties.auto.offset.reset", "earliest"),
-    ];
-    let config = table(&topic, &bootstrap, &options);
+    let config = resuming(&topic, &bootstrap, &group, &[]);
     let mut first = open(&config, SourceContext::SINGLE);
     assert_eq!(read_rows(first.as_mut(), 6).len(), 6);
     first.seal_epoch(0);
@@ -460,15 +466,7 @@ fn a_span_restart_rebuilds_the_clocks_then_rereads_the_span_without_its_dead_let
     records.insert(1, Record::value(0, "not json"));
     records.extend((0..7).map(|i| Record::value(1, tick("B", 10 + i * 50, 2.0))));
     testkit::produce(&bootstrap, &topic, records);
-    let config = table(
-        &topic,
-        &bootstrap,
-        &[
-            ("scan.startup.mode", "group-offsets"),
-            ("properties.group.id", group.as_str()),
-            ("properties.auto.offset.reset", "earliest"),
-        ],
-    );
+    let config = resuming(&topic, &bootstrap, &group, &[]);
     let span = Retention::Span(100_000);
     let (rows, dead) = read_then_close(open(&config, recovering(span)).as_mut(), 14);
     assert_eq!((rows.len(), dead.len()), (14, 1));
@@ -540,15 +538,7 @@ fn everything_rereads_from_the_first_offset_ever_read() {
         &topic,
         [Record::value(0, tick("A", 1, 1.0)), Record::value(0, "x"), Record::value(0, tick("A", 2, 1.0))],
     );
-    let config = table(
-        &topic,
-        &bootstrap,
-        &[
-            ("scan.startup.mode", "group-offsets"),
-            ("properties.group.id", group.as_str()),
-            ("properties.auto.offset.reset", "earliest"),
-        ],
-    );
+    let config = resuming(&topic, &bootstrap, &group, &[]);
     let (_, dead) = read_then_close(open(&config, recovering(Retention::Everything)).as_mut(), 2);
     assert_eq!(dead.len(), 1);
     testkit::produce(&bootstrap, &topic, [Record::value(0, tick("A", 3, 1.0))]);
@@ -567,13 +557,8 @@ fn nothing_is_committed_while_a_silent_partition_holds_the_watermark() {
     testkit::produce(&bootstrap, &topic, [Record::value(0, tick("A", 1, 1.0))]);
     for (idle, committed) in [(None, None), (Some("200 ms"), Some(1))] {
         let group = testkit::unique_topic("group");
-        let mut options = vec![
-            ("scan.startup.mode", "group-offsets"),
-            ("properties.group.id", group.as_str()),
-            ("properties.auto.offset.reset", "earliest"),
-        ];
-        options.extend(idle.map(|idle| ("scan.watermark.idle-timeout", idle)));
-        let mut source = open(&table(&topic, &bootstrap, &options), recovering(Retention::Span(1_000)));
+        let idle: Vec<(&str, &str)> = idle.map(|idle| ("scan.watermark.idle-timeout", idle)).into_iter().collect();
+        let mut source = open(&resuming(&topic, &bootstrap, &group, &idle), recovering(Retention::Span(1_000)));
         read_rows(source.as_mut(), 1);
         // Past the timeout, partition 1 no longer holds the watermark.
         std::thread::sleep(Duration::from_millis(300));
