@@ -1,12 +1,16 @@
 //! The dataflow half of `carbonflow explain`: which operators a program
-//! becomes, where rows are exchanged between workers, and which watermarks
-//! each stateful operator waits on.
+//! becomes, where rows are exchanged between workers, which watermarks each
+//! stateful operator waits on, and how much of each input a restart reads
+//! again ([`crate::plan::retention`]).
 
-use crate::plan::{Node, OutputTarget, Plan, Program};
+use carbonflow_sources::Retention;
+
+use crate::plan::{Node, OutputTarget, Plan, Program, duration};
 
 /// Describes the dataflow of every output, one operator per line.
 pub fn dataflow(program: &Program) -> String {
     let mut out = String::from("dataflow\n");
+    let retention = crate::plan::retention::retention(program);
     for (index, table) in program.tables.iter().enumerate() {
         if table.role != crate::plan::TableRole::Source {
             continue;
@@ -14,6 +18,11 @@ pub fn dataflow(program: &Program) -> String {
         out.push_str(&format!("  input {} (table #{index}): one source instance per worker", table.name()));
         if table.primary_key.is_some() {
             out.push_str(" -> Upsert [exchange by primary key]");
+        }
+        match retention[index] {
+            Retention::Nothing => {}
+            Retention::Span(span) => out.push_str(&format!(" [a restart reads the last {} again]", duration(span))),
+            Retention::Everything => out.push_str(" [a restart reads all of it again]"),
         }
         out.push('\n');
     }
@@ -89,5 +98,27 @@ fn describe(program: &Program, plan: &Plan, depth: usize, out: &mut String) {
     out.push_str(&format!("{indent}{name}: {how}\n"));
     for input in plan.inputs() {
         describe(program, input, depth + 1, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_input_says_how_much_a_restart_reads_again() {
+        let text = "CREATE TABLE ticks (node STRING, ts TIMESTAMP(3), price DOUBLE, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+                      WITH ('connector' = 'filesystem', 'path' = 'ticks.csv', 'format' = 'csv');
+                    CREATE TABLE plain (node STRING) WITH ('connector' = 'filesystem', 'path' = 'plain.csv', 'format' = 'csv');
+                    SELECT node FROM plain;
+                    SELECT node, window_start, AVG(price) FROM TABLE(TUMBLE(TABLE ticks, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+                    GROUP BY node, window_start, window_end;";
+        let program = crate::cli::check_text(text).unwrap_or_else(|error| panic!("{}", error.render("test.sql", text)));
+        let described = dataflow(&program);
+        assert!(
+            described.contains("input ticks (table #0): one source instance per worker [a restart reads the last 65 s again]\n"),
+            "{described}"
+        );
+        assert!(described.contains("input plain (table #1): one source instance per worker\n"), "{described}");
     }
 }

@@ -2,8 +2,9 @@
 //! `scripts/kafka-broker.sh` unless `CARBONFLOW_KAFKA_BOOTSTRAP` names one):
 //! Kafka → engine → Kafka agrees with the same query over a file, in JSON and
 //! a market format; revisions upsert from Kafka; a restarted group resumes
-//! from its committed offsets; an idle partition does not hold the watermark
-//! back; malformed messages become dead letters.
+//! from its committed offsets, reading again what its state needs; an idle
+//! partition does not hold the watermark back; malformed messages become
+//! dead letters. The crash-recovery test is `recovery.rs`.
 
 mod common;
 
@@ -279,18 +280,17 @@ fn revisions_from_kafka_retract_the_old_tick_end_to_end() {
 }
 
 #[test]
-fn a_restarted_group_resumes_from_its_committed_offsets() {
+fn a_restarted_group_resumes_after_its_committed_offsets_and_rereads_what_its_state_needs() {
     let bootstrap = testkit::bootstrap();
     let dir = tempfile::tempdir().unwrap();
     let input = testkit::unique_topic("resume");
-    let group = testkit::unique_topic("group");
     testkit::create_topic(&bootstrap, &input, 3);
     let batch = |from: i64, count: i64| (from..from + count).map(|i| Record::value((i % 3) as i32, format!(r#"{{"node": "N{}", "v": {i}}}"#, i % 4)));
     testkit::produce(&bootstrap, &input, batch(0, 60));
-    let sql = |output: &Path, bounded: &str| {
+    let sql = |output: &Path, group: &str, query: &str, bounded: &str| {
         format!(
             "{} CREATE TABLE counts (node STRING, n BIGINT, total BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
-             INSERT INTO counts SELECT node, COUNT(*), SUM(v) FROM events GROUP BY node;",
+             INSERT INTO counts {query};",
             kafka_table(
                 "events",
                 "node STRING, v BIGINT",
@@ -307,19 +307,27 @@ fn a_restarted_group_resumes_from_its_committed_offsets() {
             (n + fields[1].parse::<i64>().unwrap(), total + fields[2].parse::<i64>().unwrap())
         })
     };
-    // A live run, stopped (as by Ctrl-C) once the outputs have absorbed
-    // every row: the source commits only absorbed rows, so the group's
-    // offsets say when. (The sink's file is only complete once the run ends.)
-    let first = dir.path().join("first.csv");
-    run_until(&sql(&first, ""), 2, || {
-        testkit::committed_offsets(&bootstrap, &input, &group) == vec![Some(20); 3]
-    });
-    assert_eq!(totals(&first), (60, (0..60).sum()), "every committed row is in the output");
-
+    // A stateless query needs nothing read again; a plain GROUP BY keeps
+    // state built from every row, so its restart reads the topic again.
+    let stateless = "SELECT node, 1, v FROM events";
+    let grouped = "SELECT node, COUNT(*), SUM(v) FROM events GROUP BY node";
+    let groups = [testkit::unique_topic("stateless"), testkit::unique_topic("grouped")];
+    for (query, group) in [stateless, grouped].into_iter().zip(&groups) {
+        // A live run, stopped (as by Ctrl-C) once the outputs have absorbed
+        // every row: the source commits only absorbed rows, so the group's
+        // offsets say when. (The sink's file is only complete once the run ends.)
+        let first = dir.path().join(format!("{group}-first.csv"));
+        run_until(&sql(&first, group, query, ""), 2, || {
+            testkit::committed_offsets(&bootstrap, &input, group) == vec![Some(20); 3]
+        });
+        assert_eq!(totals(&first), (60, (0..60).sum()), "{query}: every committed row is in the output");
+    }
     testkit::produce(&bootstrap, &input, batch(60, 30));
-    let second = dir.path().join("second.csv");
-    run_sql(&sql(&second, ", 'scan.bounded.mode' = 'latest-offset'"), 1, 7);
-    assert_eq!(totals(&second), (30, (60..90).sum()), "only the new rows: none lost, none twice");
+    for (query, group, expected) in [(stateless, &groups[0], (30, (60..90).sum())), (grouped, &groups[1], (90, (0..90).sum()))] {
+        let second = dir.path().join(format!("{group}-second.csv"));
+        run_sql(&sql(&second, group, query, ", 'scan.bounded.mode' = 'latest-offset'"), 1, 7);
+        assert_eq!(totals(&second), expected, "{query}: none lost, none twice");
+    }
 }
 
 #[test]

@@ -19,6 +19,7 @@
 //!   only checks the declaration.
 
 pub mod blackhole;
+mod change_id;
 mod duration;
 pub mod encode;
 pub mod error;

@@ -17,6 +17,10 @@
 //!   [`Source::close`]): the engine says which epochs every output has
 //!   absorbed, so a source can commit its read position upstream (Kafka
 //!   offsets) and a restarted run resumes where this one stopped.
+//! * Recovery ([`SourceContext::retention`]): how much absorbed input a
+//!   restarted run must read again so that windows and other operator state
+//!   are rebuilt, computed by the engine from the query's plan
+//!   (`docs/recovery.md`).
 //!
 //! Connectors are listed in one place, [`create_source`]:
 //! * `filesystem` ([`filesystem`]): CSV and Parquet files or directories, as
@@ -124,6 +128,11 @@ pub trait Source: Send {
     /// the default, lets the engine take the largest event time of the rows
     /// polled, which is right for a single ordered stream (a file). The engine
     /// subtracts the table's declared watermark delay either way.
+    ///
+    /// The engine asks after every poll, and operators apply the rows of a
+    /// poll under the watermark that followed the previous one. A source that
+    /// restores its progress on a restart ([`Retention::Span`]) therefore
+    /// returns no row from the poll that restores it.
     fn event_time_progress(&self) -> Option<EventTimeProgress> {
         None
     }
@@ -172,16 +181,60 @@ pub fn create_source(config: &ConnectorConfig, context: SourceContext) -> Result
     }
 }
 
-/// Which worker an instance runs on, so instances can split the input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where an instance runs and what the engine asks of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceContext {
-    /// This worker's index, `0..peers`.
+    /// This worker's index, `0..peers`, so instances can split the input.
     pub worker_index: usize,
     /// How many workers run the dataflow (across all processes).
     pub peers: usize,
+    /// The name the query runs under, for the `query` label of metrics.
+    pub query: String,
+    /// How much absorbed input a restarted run must read again.
+    pub retention: Retention,
 }
 
 impl SourceContext {
-    /// The only worker of a single-threaded run.
-    pub const SINGLE: SourceContext = SourceContext { worker_index: 0, peers: 1 };
+    /// The only worker of a single-threaded run, in a query without state to recover.
+    pub const SINGLE: SourceContext = SourceContext::worker(0, 1);
+
+    /// Worker `worker_index` of `peers`, in an unnamed query without state to recover.
+    pub const fn worker(worker_index: usize, peers: usize) -> SourceContext {
+        SourceContext {
+            worker_index,
+            peers,
+            query: String::new(),
+            retention: Retention::Nothing,
+        }
+    }
+}
+
+/// How much of a table's input, already absorbed by every output, a restarted
+/// run must read again so that the operators downstream of the table have
+/// their state back. The engine derives it from the query's plan; a source
+/// that commits its read position upstream commits accordingly, and a source
+/// that cannot re-read ignores it. Ordered from the least to the most input.
+///
+/// Only state that restoring the watermark keeps consistent has a span:
+/// window aggregations close a window for good once the watermark passes it,
+/// so a restart that restores the watermark rejects (as late) the re-read
+/// rows of windows that were closed, and rebuilds the open ones from the
+/// re-read rows. Operators that keep rows behind the watermark as history
+/// (`MATCH_RECOGNIZE`, OVER, `FORECAST`, joins) would reject that history as
+/// late, and without the restored watermark the first results of a replay
+/// would be computed from part of their input: their tables need everything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Retention {
+    /// No operator keeps state built from the table's rows: a restart
+    /// resumes after the last absorbed row.
+    #[default]
+    Nothing,
+    /// A restart reads again the rows within this much event time of the
+    /// table's event-time progress (the largest event time read, before the
+    /// watermark delay) at the point it resumes from, and restores that
+    /// progress before handing out the first re-read row.
+    Span(Millis),
+    /// A restart reads the input again from where the first run started,
+    /// with the watermark starting afresh.
+    Everything,
 }

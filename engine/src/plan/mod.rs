@@ -9,6 +9,7 @@
 pub mod bind;
 pub mod expr;
 pub mod functions;
+pub mod retention;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -499,7 +500,7 @@ fn describe_call(call: &OverCall) -> String {
 }
 
 /// Milliseconds in the largest unit that divides them: `90 s`, `15 min`, `1 d`.
-fn duration(millis: Millis) -> String {
+pub(crate) fn duration(millis: Millis) -> String {
     const UNITS: [(Millis, &str); 5] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1_000, "s"), (1, "ms")];
     let (size, unit) = UNITS.iter().find(|(size, _)| millis % size == 0).copied().unwrap_or((1, "ms"));
     format!("{} {unit}", millis / size)

@@ -146,7 +146,7 @@ impl QueryRun {
 
     /// Reads a batch from each source, reports watermarks and seals an epoch;
     /// closes the inputs once every source is done. Whether a source had more ready.
-    fn feed(&mut self, shared: &Shared, context: SourceContext, local_index: usize, batch: &mut SourceBatch) -> bool {
+    fn feed(&mut self, shared: &Shared, worker_index: usize, local_index: usize, batch: &mut SourceBatch) -> bool {
         let Some((inputs, watermarks)) = self.inputs.as_mut() else {
             return false;
         };
@@ -192,7 +192,7 @@ impl QueryRun {
                 self.shared.report_watermark(&state.name, local_index, shared.local_workers, watermark);
                 watermarks.send(WatermarkUpdate {
                     table: state.table as u32,
-                    instance: context.worker_index as u32,
+                    instance: worker_index as u32,
                     watermark,
                     idle,
                 });
@@ -262,10 +262,7 @@ impl QueryRun {
 pub(super) fn run_worker(worker: &mut Worker, shared: &Shared, initial: VecDeque<Command>) {
     let local_index = worker.index() % shared.local_workers;
     let is_leader = local_index == 0;
-    let context = SourceContext {
-        worker_index: worker.index(),
-        peers: worker.peers(),
-    };
+    let worker_index = worker.index();
     let mut sequencer: Sequencer<Command> = Sequencer::preloaded(worker, shared.started, initial);
     let mut queries: Vec<QueryRun> = Vec::new();
     let mut batch = SourceBatch::default();
@@ -281,7 +278,7 @@ pub(super) fn run_worker(worker: &mut Worker, shared: &Shared, initial: VecDeque
         while let Some(command) = sequencer.next() {
             match command {
                 Command::Install { name, sql } => {
-                    if let Some(query) = install(worker, shared, context, &mut sequencer, &name, sql.as_deref()) {
+                    if let Some(query) = install(worker, shared, &mut sequencer, &name, sql.as_deref()) {
                         queries.push(query);
                     }
                 }
@@ -315,7 +312,7 @@ pub(super) fn run_worker(worker: &mut Worker, shared: &Shared, initial: VecDeque
         }
         let mut any_ready = false;
         for query in queries.iter_mut().filter(|q| !q.backlogged()) {
-            any_ready |= query.feed(shared, context, local_index, &mut batch);
+            any_ready |= query.feed(shared, worker_index, local_index, &mut batch);
         }
         if any_ready {
             worker.step();
@@ -361,14 +358,7 @@ pub(super) fn run_worker(worker: &mut Worker, shared: &Shared, initial: VecDeque
 
 /// Builds a query's dataflow on this worker and opens its source instances.
 /// A worker that cannot build it asks every worker to drop it.
-fn install(
-    worker: &mut Worker,
-    shared: &Shared,
-    context: SourceContext,
-    sequencer: &mut Sequencer<Command>,
-    name: &str,
-    sql: Option<&str>,
-) -> Option<QueryRun> {
+fn install(worker: &mut Worker, shared: &Shared, sequencer: &mut Sequencer<Command>, name: &str, sql: Option<&str>) -> Option<QueryRun> {
     let query = shared.query_for(name, sql)?;
     let program = query.program.clone();
     let make_sink = |target: &OutputTarget| -> Result<Box<dyn Sink>, RunFailure> {
@@ -418,10 +408,17 @@ fn install(
             return None;
         }
     };
+    let retention = crate::plan::retention::retention(&program);
     let mut sources = Vec::new();
     for &table in handles.inputs.keys() {
         let declaration = &program.tables[table];
         let config = connector_view(&declaration.connector);
+        let context = SourceContext {
+            worker_index: worker.index(),
+            peers: worker.peers(),
+            query: name.to_owned(),
+            retention: retention[table],
+        };
         match create_source(&config, context) {
             Ok(source) => sources.push(SourceState {
                 table,

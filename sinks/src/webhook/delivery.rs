@@ -12,6 +12,12 @@
 //! written to the outbox in the background, many attempts a transaction, so
 //! disk syncs never delay a request.
 //!
+//! Each attempt counts into `carbonflow_webhook_attempts_total{sink, outcome}`
+//! (`delivered`, `retry`, `dead`, `gone` for a 410 that disables the endpoint,
+//! `failed` for a failure that leaves the message waiting on a disabled
+//! endpoint), and `carbonflow_webhook_outbox_depth{sink}` follows the pending
+//! messages, in flight or waiting.
+//!
 //! Delivery is at least once: an attempt the partner accepted is recorded
 //! shortly after; if the process dies in between, the message is sent again
 //! on the next run, with the same `webhook-id`.
@@ -21,6 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
 
+use carbonflow_core::metrics::{WEBHOOK_ATTEMPTS, WEBHOOK_OUTBOX_DEPTH};
+use prometheus::IntGauge;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Client, Url};
 use tokio::sync::mpsc;
@@ -109,6 +117,8 @@ impl Delivery {
         let mut dispatcher = Dispatcher {
             queue: BTreeMap::new(),
             requests: JoinSet::new(),
+            in_flight: 0,
+            depth: WEBHOOK_OUTBOX_DEPTH.with_label_values(&[config.endpoint.as_str()]),
             recording: None,
             unrecorded: Vec::new(),
             health_changed: false,
@@ -238,6 +248,10 @@ struct Dispatcher {
     /// Pending messages by (due time in Unix ms, write order).
     queue: BTreeMap<(i64, u64), Waiting>,
     requests: JoinSet<Response>,
+    /// Messages in the requests under way.
+    in_flight: usize,
+    /// `carbonflow_webhook_outbox_depth` of this endpoint.
+    depth: IntGauge,
     /// The outbox write under way, if any.
     recording: Option<JoinHandle<Result<(), OutboxError>>>,
     /// Attempts decided but not yet handed to an outbox write.
@@ -266,6 +280,7 @@ impl Dispatcher {
         loop {
             self.launch();
             self.start_recording();
+            self.depth.set((self.queue.len() + self.in_flight) as i64);
             if let Some((deadline, _)) = &draining
                 && self.drained(*deadline)
             {
@@ -310,6 +325,7 @@ impl Dispatcher {
             self.note_failure(written);
         }
         self.report.pending = self.queue.len() + self.requests.len();
+        self.depth.set((self.queue.len() + self.in_flight) as i64);
         self.report.disabled = self.health.disabled.as_ref().map(|(_, reason)| reason.clone());
         self.report.failure = self.failure.lock().expect("delivery failure").clone();
         if let Some((_, done)) = draining {
@@ -375,6 +391,7 @@ impl Dispatcher {
                 }
             };
             self.pacer.take(now);
+            self.in_flight += messages.len();
             let post = self
                 .client
                 .post(self.config.url.clone())
@@ -406,6 +423,7 @@ impl Dispatcher {
         let was_disabled = self.health.disabled.is_some();
         let health_before = self.health.clone();
         let now_ms = now_ms();
+        self.in_flight -= response.messages.len();
         for message in response.messages {
             let attempt = message.attempts + 1;
             let next = next_step(
@@ -417,6 +435,14 @@ impl Dispatcher {
                 now_ms,
                 &mut rand::rng(),
             );
+            let label = match (next, reply) {
+                (Next::Delivered, _) => "delivered",
+                (Next::RetryAfter(_), _) => "retry",
+                (Next::Dead, _) => "dead",
+                (Next::Parked, Reply::Gone) => "gone",
+                (Next::Parked, _) => "failed",
+            };
+            WEBHOOK_ATTEMPTS.with_label_values(&[self.config.endpoint.as_str(), label]).inc();
             let outcome = match next {
                 Next::Delivered => {
                     self.report.delivered += 1;

@@ -38,6 +38,7 @@ use carbonflow_core::{Datum, Diff, Row, Schema};
 use ring::digest;
 
 use super::options::{BodyFormat, OP_KEY, Retractions};
+use crate::change_id::{change_id, hex_prefix};
 use crate::text::json_value;
 
 /// Bumped if the id derivation ever changes, so old and new ids cannot collide.
@@ -170,33 +171,10 @@ impl EventEncoder {
     }
 }
 
-/// `msg_` and 32 hex digits of SHA-256 over the table, the change kind, the
-/// generation and the row's datums, each written with its length or type,
-/// so that no two different inputs share an encoding.
+/// `msg_` and the [`change_id`](crate::change_id) of the change in the
+/// webhook domain, the generation being its counter.
 pub(crate) fn message_id(table: &str, kind: ChangeKind, generation: u64, row: &Row) -> String {
-    let mut hash = digest::Context::new(&digest::SHA256);
-    let mut bytes = |data: &[u8]| {
-        hash.update(&(data.len() as u64).to_le_bytes());
-        hash.update(data);
-    };
-    bytes(ID_DOMAIN);
-    bytes(table.as_bytes());
-    bytes(kind.name().as_bytes());
-    bytes(&generation.to_le_bytes());
-    for datum in row.iter() {
-        let (tag, value): (u8, Vec<u8>) = match datum {
-            Datum::Null => (0, Vec::new()),
-            Datum::Bool(value) => (1, vec![u8::from(*value)]),
-            Datum::Int(value) => (2, value.to_le_bytes().to_vec()),
-            Datum::Float(value) => (3, value.get().to_bits().to_le_bytes().to_vec()),
-            Datum::Str(value) => (4, value.as_bytes().to_vec()),
-            Datum::Timestamp(millis) => (5, millis.to_le_bytes().to_vec()),
-            Datum::Interval(millis) => (6, millis.to_le_bytes().to_vec()),
-        };
-        bytes(&[tag]);
-        bytes(&value);
-    }
-    id_from_digest(hash.finish())
+    format!("msg_{}", change_id(ID_DOMAIN, table, kind.name(), generation, row))
 }
 
 /// The `webhook-id` of a request carrying several messages: derived from theirs, in order.
@@ -211,11 +189,7 @@ pub(crate) fn batch_id(ids: &[&str]) -> String {
 }
 
 fn id_from_digest(digest: digest::Digest) -> String {
-    let mut id = String::from("msg_");
-    for byte in &digest.as_ref()[..16] {
-        id.push_str(&format!("{byte:02x}"));
-    }
-    id
+    format!("msg_{}", hex_prefix(digest))
 }
 
 /// The body of a batch request: an array of `{"id": ..., "data": <event>}`,
@@ -338,6 +312,40 @@ mod tests {
         // Rust (Python's hashlib and struct): ids already in outboxes and at
         // partners must stay valid, so a change here must be deliberate.
         assert_eq!(a, "msg_3e35cdfb19a9219bbce2771d26e080b1");
+    }
+
+    #[test]
+    fn a_replay_batched_differently_gives_every_change_the_id_it_had() {
+        let (a, b, c) = (row("N1", 300.0), row("N2", 280.0), row("N3", 260.0));
+        let first_run = [
+            vec![(a.clone(), 1), (b.clone(), 1)],
+            vec![(a.clone(), -1)],
+            vec![(a.clone(), 1), (c.clone(), 1)],
+        ];
+        let replay = [
+            vec![(a.clone(), 1)],
+            vec![(b.clone(), 1)],
+            vec![(a.clone(), -1)],
+            vec![(a.clone(), 1)],
+            vec![(c.clone(), 1)],
+        ];
+        for retractions in [Retractions::Ignore, Retractions::Deliver] {
+            let ids = |batches: &[Vec<(Row, Diff)>]| -> Vec<String> {
+                let mut encoder = encoder(retractions, None);
+                let mut ids: Vec<String> = batches.iter().flat_map(|batch| encoder.messages(batch)).map(|m| m.id).collect();
+                ids.sort();
+                ids
+            };
+            assert_eq!(ids(&first_run), ids(&replay), "{retractions:?}");
+        }
+        // A replay of only the later changes (a run resumed past the
+        // retraction) counts generations from where it starts.
+        let mut resumed = encoder(Retractions::Deliver, None);
+        let reinserted = resumed.messages(&[(a.clone(), 1)]);
+        let mut from_start = encoder(Retractions::Deliver, None);
+        let original: Vec<String> = first_run.iter().flat_map(|batch| from_start.messages(batch)).map(|m| m.id).collect();
+        assert_eq!(reinserted[0].id, original[0], "the first insertion's id, not the reinsertion's");
+        assert_ne!(reinserted[0].id, original[3]);
     }
 
     #[test]

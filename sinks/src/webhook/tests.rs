@@ -269,6 +269,47 @@ fn replaying_the_input_sends_nothing_twice() {
 }
 
 #[test]
+fn attempts_are_counted_by_outcome_and_the_depth_follows_the_pending_alerts() {
+    use carbonflow_core::metrics::{WEBHOOK_ATTEMPTS, WEBHOOK_OUTBOX_DEPTH};
+    let fixture = Fixture::new();
+    let receiver = &fixture.receiver;
+    // Metrics are per process: a table of its own keeps this test's counts apart.
+    let table = carbonflow_sources::kafka::testkit::unique_topic("counted");
+    let sink = |options: &[(&str, &str)]| WebhookSink::new(&config(&table, &receiver.url(), &fixture.outbox_path, options)).unwrap();
+    let attempts = |outcome: &str| WEBHOOK_ATTEMPTS.with_label_values(&[table.as_str(), outcome]).get();
+    let depth = WEBHOOK_OUTBOX_DEPTH.with_label_values(&[table.as_str()]);
+
+    receiver.go_down();
+    let schedule = format!("0 ms{}", ", 50 ms".repeat(200));
+    let mut retrying = sink(&[("retry.schedule", &schedule)]);
+    retrying.on_batch(1, &alerts(3)).unwrap();
+    assert!(wait_for(|| attempts("retry") >= 3), "every alert failed at least once");
+    assert_eq!(depth.get(), 3, "all three wait");
+    receiver.reply_with(Reply::OK);
+    receiver.come_up().unwrap();
+    retrying.finish().unwrap();
+    drop(retrying);
+    assert_eq!((attempts("delivered"), depth.get()), (3, 0));
+
+    receiver.reply_with(Reply::Status(500));
+    let mut dying = sink(&[("retry.schedule", "0 ms")]);
+    dying.on_batch(2, &[(alert(7, 300.0), 1)]).unwrap();
+    dying.finish().unwrap();
+    drop(dying);
+    assert_eq!((attempts("dead"), depth.get()), (1, 0), "a dead alert no longer waits");
+
+    receiver.reply_with(Reply::Status(410));
+    let mut gone = sink(&[("max-in-flight", "1")]);
+    gone.on_batch(3, &[(alert(8, 300.0), 1), (alert(9, 300.0), 1)]).unwrap();
+    gone.finish().unwrap();
+    assert_eq!(
+        (attempts("gone"), attempts("failed"), depth.get()),
+        (1, 0, 2),
+        "parked on the disabled endpoint"
+    );
+}
+
+#[test]
 fn retry_after_delays_the_next_attempt() {
     let fixture = Fixture::new();
     let receiver = &fixture.receiver;

@@ -395,7 +395,7 @@ pub(crate) mod tests {
         for peers in [2, 3] {
             let mut union = Vec::new();
             for worker_index in 0..peers {
-                let (rows, _) = read_all(&config, SourceContext { worker_index, peers });
+                let (rows, _) = read_all(&config, SourceContext::worker(worker_index, peers));
                 for row in &rows {
                     assert_eq!(row.get(0).as_i64().unwrap() as usize % peers, worker_index, "file i goes to worker i % peers");
                 }
@@ -406,7 +406,7 @@ pub(crate) mod tests {
             assert_eq!(union, single, "{peers} workers");
         }
         // More workers than files: the extra ones finish at once.
-        let mut idle = crate::create_source(&config, SourceContext { worker_index: 7, peers: 8 }).unwrap();
+        let mut idle = crate::create_source(&config, SourceContext::worker(7, 8)).unwrap();
         assert_eq!(idle.poll(&mut SourceBatch::default(), 10).unwrap(), SourceStatus::Finished);
     }
 

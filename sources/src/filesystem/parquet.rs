@@ -552,7 +552,7 @@ mod tests {
         assert_eq!(source.progress().unwrap().done, 1500);
         let (rows, _) = read_all(&config, SourceContext::SINGLE);
         assert_eq!(rows, (0..3000).map(|v| Row::new(vec![Datum::Int(v)])).collect::<Vec<_>>());
-        let (second, _) = read_all(&config, SourceContext { worker_index: 1, peers: 2 });
+        let (second, _) = read_all(&config, SourceContext::worker(1, 2));
         assert_eq!(second, (1000..2000).map(|v| Row::new(vec![Datum::Int(v)])).collect::<Vec<_>>());
     }
 }

@@ -49,19 +49,33 @@
 //!   A worker left without a partition finishes at once, and so does not
 //!   hold the watermark back.
 //! * Offsets are committed to `properties.group.id` only for rows every
-//!   output has absorbed ([`Source::commit`]), at most once a second, and in
-//!   full when a run stops cleanly ([`Source::close`]), so a restarted run
-//!   resumes after the last row the previous one delivered: none lost, none
-//!   counted twice. Without a group id nothing is committed (librdkafka
-//!   still needs one to assign partitions: `carbonflow-<table>`). Delivery is
-//!   at-least-once: a crash loses no committed row but may re-read up to a
-//!   second of rows the outputs had already taken.
+//!   output has absorbed ([`Source::commit`]): at most once a second, and
+//!   only a second after the outputs absorbed them, so that a sink's own
+//!   background delivery (the Kafka sink's producer queue) has landed them;
+//!   in full when a run stops cleanly ([`Source::close`]). Commits run on a
+//!   thread of their own, so a worker never waits on the broker. Without a group id nothing is
+//!   committed (librdkafka still needs one to assign partitions:
+//!   `carbonflow-<table>`).
+//! * A restarted run resumes with the operators' state empty. With a
+//!   [`Retention`](crate::Retention) other than nothing, it first reads
+//!   again what the operators need ([`replay`]): from the replay starts the
+//!   previous run committed to `<group.id>.replay` up to the group's offsets,
+//!   without reporting those messages' dead letters again. For a span it
+//!   first rebuilds each partition's event-time clock from those messages, so
+//!   the watermark is back before any re-read row goes out, and skips the
+//!   re-read rows older than the span. `docs/recovery.md` tells the whole story.
+//! * `carbonflow_kafka_consumer_lag{query, source}`: the partitions' end
+//!   offsets (from librdkafka's statistics, `statistics.interval.ms`, one
+//!   second unless set) minus the offsets handed to the engine, summed over
+//!   the table's instances, refreshed at most once a second.
 //! * A message that does not decode becomes a dead letter positioned at
 //!   `topic/partition@offset` (plus `:line` for CSV and market documents); a
 //!   message without a payload (a tombstone) too. Neither stops the run.
 //! * Polls never wait: `poll` takes what the consumer has already fetched
 //!   and returns [`SourceStatus::Idle`] when that is nothing.
 
+mod commit;
+mod replay;
 mod source;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

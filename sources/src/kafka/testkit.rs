@@ -150,6 +150,25 @@ pub fn produce(bootstrap: &str, topic: &str, records: impl IntoIterator<Item = R
 
 /// Every message in `topic` now, partition by partition in offset order.
 pub fn consume_all(bootstrap: &str, topic: &str) -> Vec<Record> {
+    consume(bootstrap, topic, |message| Record {
+        partition: message.partition(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+    })
+}
+
+/// The value of header `name` of every message in `topic` now (`None`
+/// where a message has none), in the order of [`consume_all`].
+pub fn header_values(bootstrap: &str, topic: &str, name: &str) -> Vec<Option<Vec<u8>>> {
+    use rdkafka::message::Headers;
+    consume(bootstrap, topic, |message| {
+        let headers = message.headers()?;
+        headers.iter().find(|header| header.key == name)?.value.map(<[u8]>::to_vec)
+    })
+}
+
+/// What `read` makes of every message in `topic` now, partition by partition in offset order.
+fn consume<T>(bootstrap: &str, topic: &str, read: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> T) -> Vec<T> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         // librdkafka assigns partitions only within a group; nothing is committed to it.
@@ -164,22 +183,14 @@ pub fn consume_all(bootstrap: &str, topic: &str) -> Vec<Record> {
         assignment.add_partition_offset(topic, partition, Offset::Beginning).expect("partition");
     }
     consumer.assign(&assignment).expect("assign");
-    let mut records: Vec<(i32, i64, Record)> = Vec::new();
+    let mut read_so_far: Vec<(i32, i64, T)> = Vec::new();
     let mut at_end = vec![false; partitions.len()];
     let deadline = Instant::now() + TIMEOUT;
     while at_end.iter().any(|done| !done) {
         assert!(Instant::now() < deadline, "{topic}: partitions still not read to the end");
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
-            Some(Ok(message)) => records.push((
-                message.partition(),
-                message.offset(),
-                Record {
-                    partition: message.partition(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    value: message.payload().map(<[u8]>::to_vec),
-                },
-            )),
+            Some(Ok(message)) => read_so_far.push((message.partition(), message.offset(), read(&message))),
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 let index = partitions.iter().position(|&p| p == partition).expect("an assigned partition");
                 at_end[index] = true;
@@ -187,8 +198,8 @@ pub fn consume_all(bootstrap: &str, topic: &str) -> Vec<Record> {
             Some(Err(error)) => panic!("consuming {topic}: {error}"),
         }
     }
-    records.sort_by_key(|(partition, offset, _)| (*partition, *offset));
-    records.into_iter().map(|(_, _, record)| record).collect()
+    read_so_far.sort_by_key(|(partition, offset, _)| (*partition, *offset));
+    read_so_far.into_iter().map(|(_, _, item)| item).collect()
 }
 
 /// The offsets committed for `group` on every partition of `topic`
@@ -232,4 +243,9 @@ fn block_on<F: Future>(future: F) -> F::Output {
         }
         thread::park();
     }
+}
+
+/// The group a source with a retention commits its replay starts to, beside `group`.
+pub fn replay_group(group: &str) -> String {
+    super::replay::replay_group(group)
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use carbonflow_core::{ConnectorConfig, DataType, Datum, DeadLetter, Field, OptionError, Row, Schema};
 
 use super::testkit::{self, Record};
-use crate::{EventTimeProgress, Source, SourceBatch, SourceContext, SourceStatus};
+use crate::{EventTimeProgress, Retention, Source, SourceBatch, SourceContext, SourceStatus};
 
 const COLUMNS: &[(&str, DataType)] = &[("node", DataType::String), ("ts", DataType::Timestamp), ("price", DataType::Float)];
 
@@ -21,6 +21,17 @@ fn table(topic: &str, bootstrap: &str, options: &[(&str, &str)]) -> ConnectorCon
         primary_key: None,
         options: map,
     }
+}
+
+/// A table that starts from `group`'s offsets, and from the earliest where it has none.
+fn resuming(topic: &str, bootstrap: &str, group: &str, options: &[(&str, &str)]) -> ConnectorConfig {
+    let mut all = vec![
+        ("scan.startup.mode", "group-offsets"),
+        ("properties.group.id", group),
+        ("properties.auto.offset.reset", "earliest"),
+    ];
+    all.extend_from_slice(options);
+    table(topic, bootstrap, &all)
 }
 
 fn tick(node: &str, second: i64, price: f64) -> Vec<u8> {
@@ -136,7 +147,7 @@ fn workers_split_partitions_by_index_and_together_read_everything() {
     let config = table(&topic, &bootstrap, &[("scan.bounded.mode", "latest-offset")]);
     let mut union = Vec::new();
     for worker_index in 0..2 {
-        let mut source = open(&config, SourceContext { worker_index, peers: 2 });
+        let mut source = open(&config, SourceContext::worker(worker_index, 2));
         let (rows, dead) = read_to_end(source.as_mut());
         assert!(dead.is_empty(), "{dead:?}");
         for row in &rows {
@@ -158,7 +169,7 @@ fn workers_split_partitions_by_index_and_together_read_everything() {
     expected.sort();
     assert_eq!(union, expected);
     // More workers than partitions: the extra one finishes at once.
-    let mut idle = open(&config, SourceContext { worker_index: 3, peers: 4 });
+    let mut idle = open(&config, SourceContext::worker(3, 4));
     assert_eq!(idle.poll(&mut SourceBatch::default(), 10).unwrap(), SourceStatus::Finished);
 }
 
@@ -281,12 +292,7 @@ fn commits_let_a_restarted_group_resume_after_the_last_absorbed_row() {
     let group = testkit::unique_topic("group");
     testkit::create_topic(&bootstrap, &topic, 2);
     testkit::produce(&bootstrap, &topic, (0..6).map(|i| Record::value(i % 2, tick("A", i.into(), 1.0))));
-    let options = [
-        ("scan.startup.mode", "group-offsets"),
-        ("properties.group.id", group.as_str()),
-        ("properties.auto.offset.reset", "earliest"),
-    ];
-    let config = table(&topic, &bootstrap, &options);
+    let config = resuming(&topic, &bootstrap, &group, &[]);
     let mut first = open(&config, SourceContext::SINGLE);
     assert_eq!(read_rows(first.as_mut(), 6).len(), 6);
     first.seal_epoch(0);
@@ -330,10 +336,8 @@ fn commits_follow_absorbed_epochs_not_polls() {
             break;
         }
     }
-    // The outputs absorbed only the epoch of the first row. Commits are
-    // throttled to one a second, so wait that out before asking.
-    std::thread::sleep(Duration::from_millis(1100));
-    source.commit(first_row_epoch.unwrap()).unwrap();
+    // The outputs absorbed only the epoch of the first row. A commit goes
+    // out a second after the outputs absorbed what it covers.
     let deadline = Instant::now() + Duration::from_secs(30);
     while testkit::committed_offsets(&bootstrap, &topic, &group) != vec![Some(1)] {
         assert!(
@@ -341,6 +345,7 @@ fn commits_follow_absorbed_epochs_not_polls() {
             "offset 1 never committed: {:?}",
             testkit::committed_offsets(&bootstrap, &topic, &group)
         );
+        source.commit(first_row_epoch.unwrap()).unwrap();
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -420,4 +425,171 @@ fn event_time_progress_is_the_slowest_partition_until_it_goes_idle() {
         Some(EventTimeProgress::Idle(Some((second - 1) * 1000))),
         "both partitions quiet: complete up to the newest row"
     );
+}
+
+/// A context for one instance of a query named uniquely (so that its metrics are its own).
+fn recovering(retention: Retention) -> SourceContext {
+    SourceContext {
+        query: testkit::unique_topic("query"),
+        retention,
+        ..SourceContext::SINGLE
+    }
+}
+
+/// Polls one row per epoch, sealing each, until `count` rows came; then
+/// closes, as after a run that drained. Returns the rows and dead letters.
+fn read_then_close(source: &mut dyn Source, count: usize) -> (Vec<Row>, Vec<DeadLetter>) {
+    let mut batch = SourceBatch::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for epoch in 0.. {
+        assert!(Instant::now() < deadline, "only {} of {count} rows came", batch.rows.len());
+        if source.poll(&mut batch, 1).expect("poll") == SourceStatus::Idle {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        source.seal_epoch(epoch);
+        if batch.rows.len() == count {
+            break;
+        }
+    }
+    source.close().expect("close");
+    (batch.rows, batch.dead_letters)
+}
+
+#[test]
+fn a_span_restart_rebuilds_the_clocks_then_rereads_the_span_without_its_dead_letters() {
+    let bootstrap = testkit::bootstrap();
+    let topic = testkit::unique_topic("span");
+    let group = testkit::unique_topic("group");
+    testkit::create_topic(&bootstrap, &topic, 2);
+    // Partition 0: 0, 50, ... 300 s with a bad message second; partition 1: 10, 60, ... 310 s.
+    let mut records: Vec<Record> = (0..7).map(|i| Record::value(0, tick("A", i * 50, 1.0))).collect();
+    records.insert(1, Record::value(0, "not json"));
+    records.extend((0..7).map(|i| Record::value(1, tick("B", 10 + i * 50, 2.0))));
+    testkit::produce(&bootstrap, &topic, records);
+    let config = resuming(&topic, &bootstrap, &group, &[]);
+    let span = Retention::Span(100_000);
+    let (rows, dead) = read_then_close(open(&config, recovering(span)).as_mut(), 14);
+    assert_eq!((rows.len(), dead.len()), (14, 1));
+    assert_eq!(
+        testkit::committed_offsets(&bootstrap, &topic, &group),
+        vec![Some(8), Some(7)],
+        "where reading resumes"
+    );
+    // The floor is 300 s (partition 0's clock), the cutoff 200 s: partition 0
+    // is read again from its row at 200 s (offset 5), partition 1 from 210 s (offset 4).
+    assert_eq!(
+        testkit::committed_offsets(&bootstrap, &topic, &testkit::replay_group(&group)),
+        vec![Some(5), Some(4)]
+    );
+
+    let mut restarted = open(&config, recovering(span));
+    let mut batch = SourceBatch::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while restarted.event_time_progress() != Some(EventTimeProgress::Through(Some(300_000))) {
+        assert!(
+            Instant::now() < deadline,
+            "the clocks were never rebuilt: {:?}",
+            restarted.event_time_progress()
+        );
+        assert_eq!(restarted.poll(&mut batch, 100).unwrap(), SourceStatus::Idle);
+        assert!(batch.rows.is_empty(), "no row goes out before the clocks are back: {:?}", batch.rows);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Stopped before it has read again all it had absorbed, it commits nothing:
+    // the earlier positions are the ones a restart can rebuild from.
+    let mut first = SourceBatch::default();
+    while first.rows.is_empty() {
+        assert!(Instant::now() < deadline, "the span never came");
+        restarted.poll(&mut first, 1).unwrap();
+    }
+    restarted.seal_epoch(0);
+    restarted.close().unwrap();
+    assert_eq!(testkit::committed_offsets(&bootstrap, &topic, &group), vec![Some(8), Some(7)]);
+    assert_eq!(
+        testkit::committed_offsets(&bootstrap, &topic, &testkit::replay_group(&group)),
+        vec![Some(5), Some(4)]
+    );
+    testkit::produce(&bootstrap, &topic, [Record::value(0, "still not json"), Record::value(0, tick("A", 350, 1.0))]);
+    let mut rows = read_rows(restarted.as_mut(), 6);
+    rows.append(&mut first.rows);
+    let mut expected: Vec<Row> = [200, 250, 300, 350].into_iter().map(|second| row("A", second, 1.0)).collect();
+    expected.extend([210, 260, 310].into_iter().map(|second| row("B", second, 2.0)));
+    let mut sorted = rows.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected, "the span, then the new row");
+    let mut batch = SourceBatch::default();
+    restarted.poll(&mut batch, 100).unwrap();
+    assert_eq!(
+        batch.dead_letters.len(),
+        0,
+        "the old bad message is not reported again; the new one came with the rows"
+    );
+}
+
+#[test]
+fn everything_rereads_from_the_first_offset_ever_read() {
+    let bootstrap = testkit::bootstrap();
+    let topic = testkit::unique_topic("everything");
+    let group = testkit::unique_topic("group");
+    testkit::create_topic(&bootstrap, &topic, 1);
+    testkit::produce(
+        &bootstrap,
+        &topic,
+        [Record::value(0, tick("A", 1, 1.0)), Record::value(0, "x"), Record::value(0, tick("A", 2, 1.0))],
+    );
+    let config = resuming(&topic, &bootstrap, &group, &[]);
+    let (_, dead) = read_then_close(open(&config, recovering(Retention::Everything)).as_mut(), 2);
+    assert_eq!(dead.len(), 1);
+    testkit::produce(&bootstrap, &topic, [Record::value(0, tick("A", 3, 1.0))]);
+    let (rows, dead) = read_then_close(open(&config, recovering(Retention::Everything)).as_mut(), 3);
+    assert_eq!(rows, vec![row("A", 1, 1.0), row("A", 2, 1.0), row("A", 3, 1.0)]);
+    assert!(dead.is_empty(), "reported by the first run: {dead:?}");
+    assert_eq!(testkit::committed_offsets(&bootstrap, &topic, &group), vec![Some(4)]);
+    assert_eq!(testkit::committed_offsets(&bootstrap, &topic, &testkit::replay_group(&group)), vec![Some(0)]);
+}
+
+#[test]
+fn nothing_is_committed_while_a_silent_partition_holds_the_watermark() {
+    let bootstrap = testkit::bootstrap();
+    let topic = testkit::unique_topic("silent");
+    testkit::create_topic(&bootstrap, &topic, 2);
+    testkit::produce(&bootstrap, &topic, [Record::value(0, tick("A", 1, 1.0))]);
+    for (idle, committed) in [(None, None), (Some("200 ms"), Some(1))] {
+        let group = testkit::unique_topic("group");
+        let idle: Vec<(&str, &str)> = idle.map(|idle| ("scan.watermark.idle-timeout", idle)).into_iter().collect();
+        let mut source = open(&resuming(&topic, &bootstrap, &group, &idle), recovering(Retention::Span(1_000)));
+        read_rows(source.as_mut(), 1);
+        // Past the timeout, partition 1 no longer holds the watermark.
+        std::thread::sleep(Duration::from_millis(300));
+        source.seal_epoch(0);
+        source.close().unwrap();
+        assert_eq!(
+            testkit::committed_offsets(&bootstrap, &topic, &group),
+            vec![committed, None],
+            "idle timeout {idle:?}"
+        );
+    }
+}
+
+#[test]
+fn the_consumer_lag_counts_the_messages_not_handed_out() {
+    let bootstrap = testkit::bootstrap();
+    let topic = testkit::unique_topic("lag");
+    testkit::create_topic(&bootstrap, &topic, 1);
+    testkit::produce(&bootstrap, &topic, (0..60).map(|i| Record::value(0, tick("A", i, 1.0))));
+    let context = recovering(Retention::Nothing);
+    let lag = carbonflow_core::metrics::KAFKA_CONSUMER_LAG.with_label_values(&[context.query.as_str(), "ticks"]);
+    let mut source = open(&table(&topic, &bootstrap, &[]), context);
+    let mut batch = SourceBatch::default();
+    // One row every 50 ms: the statistics (once a second) report the
+    // partition's end while most rows are still to be handed out.
+    while batch.rows.len() + lag.get() as usize != 60 {
+        assert!(batch.rows.len() < 60, "the lag never showed the rows left: {}", lag.get());
+        source.poll(&mut batch, 1).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(lag.get() > 0);
+    drop(source);
+    assert_eq!(lag.get(), 0, "a dropped instance takes its share away");
 }

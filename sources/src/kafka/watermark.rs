@@ -17,6 +17,9 @@
 //! Without a timeout no partition is ever idle. When every partition is idle
 //! the instance is idle, complete up to the largest event time any partition
 //! produced: nothing is pending anywhere.
+//!
+//! A restarted run rebuilds the clocks by reading again (see `replay`);
+//! [`PartitionClocks::floor`] is what it must find them at.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +43,8 @@ struct PartitionClock {
     last_record: Instant,
     /// The partition's bounded read is done.
     finished: bool,
+    /// Rebuilt without a row: holds nothing back until it produces.
+    waiting: bool,
 }
 
 impl PartitionClocks {
@@ -49,6 +54,7 @@ impl PartitionClocks {
             max_event_time: None,
             last_record: now,
             finished: false,
+            waiting: false,
         };
         PartitionClocks {
             partitions: vec![clock; partitions],
@@ -62,6 +68,7 @@ impl PartitionClocks {
     pub(crate) fn observe(&mut self, partition: usize, event_time: Option<Millis>, now: Instant) {
         let clock = &mut self.partitions[partition];
         clock.last_record = now;
+        clock.waiting = false;
         if let Some(time) = event_time {
             clock.max_event_time = Some(clock.max_event_time.map_or(time, |max| max.max(time)));
         }
@@ -72,17 +79,39 @@ impl PartitionClocks {
         self.partitions[partition].finished = true;
     }
 
+    /// The clocks were rebuilt by reading again what a run had read when it
+    /// committed: a partition still without a row was not holding progress
+    /// back then (see [`Self::floor`]), and holds nothing back until it produces.
+    pub(crate) fn rebuilt(&mut self) {
+        for clock in self.partitions.iter_mut().filter(|clock| clock.max_event_time.is_none()) {
+            clock.waiting = true;
+        }
+    }
+
+    /// The lowest clock of any partition, idle or not: the progress a restart
+    /// that rebuilds the clocks starts from. `None` while a partition without a
+    /// row holds progress back (then that restart could not know it did), or
+    /// when no partition has a row.
+    pub(crate) fn floor(&self, now: Instant) -> Option<Millis> {
+        if self.partitions.iter().any(|clock| clock.max_event_time.is_none() && self.is_active(clock, now)) {
+            return None;
+        }
+        self.partitions.iter().filter_map(|clock| clock.max_event_time).min()
+    }
+
+    fn is_active(&self, clock: &PartitionClock, now: Instant) -> bool {
+        !clock.finished
+            && !clock.waiting
+            && self
+                .idle_timeout
+                .is_none_or(|timeout| now.saturating_duration_since(clock.last_record) < timeout)
+    }
+
     /// The instance's progress at `now`: the minimum over the active
     /// partitions, or [`EventTimeProgress::Idle`] with the maximum over all
     /// partitions when none is active.
     pub(crate) fn progress(&self, now: Instant) -> EventTimeProgress {
-        let is_active = |clock: &&PartitionClock| {
-            !clock.finished
-                && self
-                    .idle_timeout
-                    .is_none_or(|timeout| now.saturating_duration_since(clock.last_record) < timeout)
-        };
-        let mut active = self.partitions.iter().filter(is_active).peekable();
+        let mut active = self.partitions.iter().filter(|clock| self.is_active(clock, now)).peekable();
         if active.peek().is_none() {
             return EventTimeProgress::Idle(self.partitions.iter().filter_map(|clock| clock.max_event_time).max());
         }
@@ -187,5 +216,34 @@ mod tests {
         );
         assert_eq!(clocks.progress(start + 2 * SECOND), EventTimeProgress::Idle(Some(100)));
         assert_eq!(PartitionClocks::new(0, None, start).progress(start), EventTimeProgress::Idle(None));
+    }
+
+    #[test]
+    fn the_floor_is_the_lowest_clock_idle_or_not() {
+        let start = Instant::now();
+        let mut clocks = PartitionClocks::new(3, Some(SECOND), start);
+        clocks.observe(0, Some(900), start);
+        clocks.observe(1, Some(20), start);
+        assert_eq!(clocks.floor(start), None, "partition 2 has no row and holds progress back");
+        let later = start + 2 * SECOND;
+        assert_eq!(clocks.progress(later), EventTimeProgress::Idle(Some(900)));
+        assert_eq!(clocks.floor(later), Some(20), "an idle partition's clock still counts, a silent one not");
+        clocks.finish(1);
+        assert_eq!(clocks.floor(later), Some(20), "nor does finishing drop it");
+        let without_timeout = PartitionClocks::new(2, None, start);
+        assert_eq!(without_timeout.floor(start + 3600 * SECOND), None);
+    }
+
+    #[test]
+    fn rebuilt_clocks_start_from_the_floor_and_silent_partitions_wait_for_a_row() {
+        let start = Instant::now();
+        let mut clocks = PartitionClocks::new(3, None, start);
+        clocks.observe(0, Some(500), start);
+        clocks.observe(1, Some(300), start);
+        clocks.rebuilt();
+        assert_eq!(clocks.progress(start), EventTimeProgress::Through(Some(300)), "partition 2 waits");
+        assert_eq!(clocks.floor(start), Some(300));
+        clocks.observe(2, Some(100), start);
+        assert_eq!(clocks.progress(start), EventTimeProgress::Through(Some(100)), "and counts once it produces");
     }
 }

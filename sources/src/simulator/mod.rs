@@ -509,7 +509,7 @@ mod tests {
         single.sort();
         for peers in [2, 4] {
             let mut union: Vec<Row> = (0..peers)
-                .flat_map(|worker_index| read_all(&config, SourceContext { worker_index, peers }))
+                .flat_map(|worker_index| read_all(&config, SourceContext::worker(worker_index, peers)))
                 .collect();
             union.sort();
             assert_eq!(union, single, "{peers} workers");
@@ -526,7 +526,7 @@ mod tests {
                 &[("nodes", "40"), ("number-of-rows", &limit_text), ("revision-probability", "0.01")],
             );
             let rows: Vec<Row> = (0..peers)
-                .flat_map(|worker_index| read_all(&config, SourceContext { worker_index, peers }))
+                .flat_map(|worker_index| read_all(&config, SourceContext::worker(worker_index, peers)))
                 .collect();
             let mut per_interval: BTreeMap<Millis, u64> = BTreeMap::new();
             for row in rows.iter().map(View).filter(|row| row.int("revision") == 0) {
@@ -731,7 +731,7 @@ mod tests {
     #[test]
     fn instances_without_nodes_finish_at_once() {
         let config = table(ALL_COLUMNS, &[("nodes", "2")]);
-        let mut source = crate::create_source(&config, SourceContext { worker_index: 3, peers: 4 }).unwrap();
+        let mut source = crate::create_source(&config, SourceContext::worker(3, 4)).unwrap();
         assert_eq!(source.poll(&mut SourceBatch::default(), 10).unwrap(), SourceStatus::Finished);
     }
 
@@ -739,7 +739,7 @@ mod tests {
     fn rows_per_second_paces_each_instance_at_its_share() {
         // 40 000 rows/s over 2 workers: 1000 rows on one instance take ~50 ms.
         let config = table(ALL_COLUMNS, &[("nodes", "100"), ("rows-per-second", "40000"), ("revision-probability", "0")]);
-        let mut source = crate::create_source(&config, SourceContext { worker_index: 0, peers: 2 }).unwrap();
+        let mut source = crate::create_source(&config, SourceContext::worker(0, 2)).unwrap();
         let start = Instant::now();
         let (mut rows, mut idle) = (0, 0);
         let mut batch = SourceBatch::default();

@@ -28,12 +28,22 @@
 //! messages go to the partition of their key (librdkafka's consistent hash),
 //! so every change of one key stays in order.
 //!
+//! Every message carries a `carbonflow-id` header, the same for the same
+//! result in every run, and a starting sink reads back the last messages of
+//! its topic (`sink.dedupe.max-messages` per partition, 100 000 by default,
+//! `0` for none) so that the results a restarted run writes again are not
+//! written twice ([`delivered`]).
+//!
 //! The worker never waits on the network: messages go into librdkafka's
 //! queue and a background thread delivers them. A full queue is the one
 //! back-pressure: the sink waits for room, failing the run after
 //! [`BACKPRESSURE_LIMIT`]. A message librdkafka gives up on (after its
 //! `message.timeout.ms`) fails the run at the next batch. [`Sink::finish`]
 //! waits until every message is delivered.
+
+mod delivered;
+
+pub use delivered::ID_HEADER;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,9 +53,12 @@ use carbonflow_core::{ConnectorConfig, Diff, Epoch, OptionError, Row, Watermark}
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
+use self::delivered::Delivered;
+use crate::change_id::change_id;
 use crate::encode::{Encoding, OP_KEY, RecordEncoder};
 use crate::text::row_kind;
 use crate::{Sink, SinkError};
@@ -56,7 +69,13 @@ pub const BACKPRESSURE_LIMIT: Duration = Duration::from_secs(60);
 /// How long [`Sink::finish`] waits for the last messages to be delivered.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
 
-const OPTIONS: &[&str] = &["topic", "format", "csv.field-delimiter", "key.fields", "key.format"];
+const OPTIONS: &[&str] = &["topic", "format", "csv.field-delimiter", "key.fields", "key.format", "sink.dedupe.max-messages"];
+
+/// How many of each partition's last messages a starting sink reads back, unless set.
+const DEDUPE_MESSAGES: usize = 100_000;
+
+/// Keeps the message ids apart from those of other uses (bumped if the derivation changes).
+const ID_DOMAIN: &[u8] = b"carbonflow-kafka-id-v1";
 
 /// The checked options of a `kafka` sink table.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +89,9 @@ pub struct KafkaSinkOptions {
     pub value: Encoding,
     /// The key's columns and format (`key.fields`, `key.format`), if keyed.
     pub key: Option<(Vec<usize>, Encoding)>,
+    /// How many of each partition's last messages are read back at start to
+    /// recognise results written again (`sink.dedupe.max-messages`).
+    pub dedupe_messages: usize,
 }
 
 impl KafkaSinkOptions {
@@ -146,11 +168,15 @@ impl KafkaSinkOptions {
                 Some((columns, encoding("key.format")?.unwrap_or(value)))
             }
         };
+        let dedupe_messages = config
+            .parsed("sink.dedupe.max-messages", "number of messages (0 for none)", |text| text.trim().parse().ok())?
+            .unwrap_or(DEDUPE_MESSAGES);
         Ok(KafkaSinkOptions {
             topic: topic.to_owned(),
             properties,
             value,
             key,
+            dedupe_messages,
         })
     }
 }
@@ -158,7 +184,12 @@ impl KafkaSinkOptions {
 /// Writes a table's changes to a Kafka topic.
 pub struct KafkaSink {
     producer: ThreadedProducer<DeliveryReports>,
+    table: String,
     topic: String,
+    /// What the topic held at start, to recognise results written again.
+    delivered: Delivered,
+    /// Messages not written because the topic had them.
+    recognised: u64,
     columns: usize,
     value: RecordEncoder,
     key: Option<(Vec<usize>, RecordEncoder)>,
@@ -185,9 +216,15 @@ impl ProducerContext for DeliveryReports {
 }
 
 impl KafkaSink {
-    /// Creates the producer of a `kafka` table (it connects in the background).
+    /// Reads back the end of the topic, then creates the producer of a
+    /// `kafka` table (it connects in the background).
     pub fn new(config: &ConnectorConfig) -> Result<KafkaSink, SinkError> {
         let options = KafkaSinkOptions::parse(config)?;
+        let delivered = match options.dedupe_messages {
+            0 => Delivered::default(),
+            messages => Delivered::read(&options.properties, &options.topic, messages, options.key.is_some())
+                .map_err(|error| topic_error(&options.topic, format!("reading back its last messages: {error}")))?,
+        };
         let mut client = ClientConfig::new();
         for (name, value) in &options.properties {
             client.set(name, value);
@@ -197,6 +234,9 @@ impl KafkaSink {
             .map_err(|error| topic_error(&options.topic, error))?;
         Ok(KafkaSink {
             producer,
+            table: config.table.clone(),
+            delivered,
+            recognised: 0,
             columns: config.schema.len(),
             value: RecordEncoder::new(options.value, &config.schema),
             key: options.key.map(|(columns, encoding)| {
@@ -219,15 +259,26 @@ impl KafkaSink {
         }
     }
 
-    /// Queues `copies` messages of one change, waiting for room in a full queue.
+    /// Queues the messages of one change, one per copy, waiting for room in
+    /// a full queue; a message the topic already had is not written again.
     fn send(&mut self, row: &Row, diff: Diff) -> Result<(), SinkError> {
-        let value = self.value.encode(Some(row_kind(diff)), row).map_err(|error| topic_error(&self.topic, error))?;
+        let kind = row_kind(diff);
+        let value = self.value.encode(Some(kind), row).map_err(|error| topic_error(&self.topic, error))?;
         let key = match &mut self.key {
             Some((columns, encoder)) => Some(encoder.encode(None, &row.project(columns)).map_err(|error| topic_error(&self.topic, error))?),
             None => None,
         };
-        for _ in 0..diff.unsigned_abs() {
-            let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(value);
+        for copy in 0..diff.unsigned_abs() {
+            let id = change_id(ID_DOMAIN, &self.table, kind, copy, row);
+            if self.delivered.take(key.unwrap_or_default(), &id) {
+                self.recognised += 1;
+                continue;
+            }
+            let headers = OwnedHeaders::new().insert(Header {
+                key: ID_HEADER,
+                value: Some(id.as_bytes()),
+            });
+            let mut record = BaseRecord::<[u8], [u8]>::to(&self.topic).payload(value).headers(headers);
             if let Some(key) = key {
                 record = record.key(key);
             }
@@ -270,6 +321,12 @@ impl Sink for KafkaSink {
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
+        if self.recognised > 0 {
+            eprintln!(
+                "kafka topic '{}': {} messages were in the topic already and not written again",
+                self.topic, self.recognised
+            );
+        }
         self.producer.flush(FINISH_TIMEOUT).map_err(|error| {
             topic_error(
                 &self.topic,
@@ -339,6 +396,9 @@ mod tests {
         assert!(matches!(parse(&[("format", "avro")]), Err(OptionError::Invalid { key, .. }) if key == "format"));
         assert!(matches!(parse(&[("csv.field-delimiter", ";")]), Err(OptionError::Unknown { key, .. }) if key == "csv.field-delimiter"));
         assert!(matches!(parse(&[("sink.partitioner", "fixed")]), Err(OptionError::Unknown { .. })));
+        assert_eq!(parse(&[]).unwrap().dedupe_messages, 100_000);
+        assert_eq!(parse(&[("sink.dedupe.max-messages", "0")]).unwrap().dedupe_messages, 0);
+        assert!(matches!(parse(&[("sink.dedupe.max-messages", "all")]), Err(OptionError::Invalid { key, .. }) if key == "sink.dedupe.max-messages"));
         let mut op_column = table("t", "127.0.0.1:1", &[]);
         op_column.schema = Schema::new(vec![Field::new("op", DataType::String)]);
         assert_eq!(KafkaSinkOptions::parse(&op_column).unwrap_err().column(), Some("op"));
@@ -401,9 +461,91 @@ mod tests {
     }
 
     #[test]
+    fn a_restarted_sink_writes_only_what_the_topic_does_not_have_yet() {
+        let bootstrap = testkit::bootstrap();
+        let topic = testkit::unique_topic("again");
+        testkit::create_topic(&bootstrap, &topic, 2);
+        let mut first = crate::create_sink(&table(&topic, &bootstrap, &[])).unwrap();
+        first.on_batch(1, &[(row("A", 1.0), 1), (row("B", 2.0), 2)]).unwrap();
+        first.on_batch(2, &[(row("A", 1.0), -1)]).unwrap();
+        first.finish().unwrap();
+        // The restart writes everything again, then something new.
+        let mut second = crate::create_sink(&table(&topic, &bootstrap, &[])).unwrap();
+        second.on_batch(1, &[(row("A", 1.0), 1), (row("B", 2.0), 3)]).unwrap();
+        second.on_batch(2, &[(row("A", 1.0), -1), (row("C", 3.0), 1)]).unwrap();
+        second.finish().unwrap();
+        let mut written = values(&testkit::consume_all(&bootstrap, &topic));
+        written.sort();
+        assert_eq!(
+            written,
+            [
+                r#"{"op":"+I","node":"A","price":1.0}"#,
+                r#"{"op":"+I","node":"B","price":2.0}"#,
+                r#"{"op":"+I","node":"B","price":2.0}"#,
+                r#"{"op":"+I","node":"B","price":2.0}"#,
+                r#"{"op":"+I","node":"C","price":3.0}"#,
+                r#"{"op":"-D","node":"A","price":1.0}"#,
+            ],
+            "the third copy of B and C are new"
+        );
+        let ids = testkit::header_values(&bootstrap, &topic, ID_HEADER);
+        assert!(ids.iter().all(|id| id.as_ref().is_some_and(|id| id.len() == 32)), "{ids:?}");
+        let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), 6, "each copy of a change has an id of its own");
+
+        // Reading nothing back writes everything again.
+        let mut blind = crate::create_sink(&table(&topic, &bootstrap, &[("sink.dedupe.max-messages", "0")])).unwrap();
+        blind.on_batch(1, &[(row("A", 1.0), 1)]).unwrap();
+        blind.finish().unwrap();
+        let written = values(&testkit::consume_all(&bootstrap, &topic));
+        assert_eq!(written.len(), 7);
+        // Both orders list messages partition by partition in offset order.
+        let ids = testkit::header_values(&bootstrap, &topic, ID_HEADER);
+        let inserted_a: Vec<_> = written
+            .iter()
+            .zip(&ids)
+            .filter(|(value, _)| value.as_str() == r#"{"op":"+I","node":"A","price":1.0}"#)
+            .map(|(_, id)| id)
+            .collect();
+        assert_eq!(inserted_a.len(), 2);
+        assert_eq!(inserted_a[0], inserted_a[1], "the same change, the same id");
+    }
+
+    #[test]
+    fn a_keyed_topic_writes_every_later_change_of_a_key_once_one_was_new() {
+        let bootstrap = testkit::bootstrap();
+        let topic = testkit::unique_topic("keyed-again");
+        testkit::create_topic(&bootstrap, &topic, 1);
+        let keyed = table(&topic, &bootstrap, &[("key.fields", "node")]);
+        let mut first = crate::create_sink(&keyed).unwrap();
+        first.on_batch(1, &[(row("A", 1.0), 1), (row("B", 5.0), 1)]).unwrap();
+        first.finish().unwrap();
+        // A's result comes out through a value the first run never wrote;
+        // B's comes out the same. An upserting reader must end with A at 1.0.
+        let mut second = crate::create_sink(&keyed).unwrap();
+        second.on_batch(1, &[(row("A", 0.5), 1), (row("B", 5.0), 1)]).unwrap();
+        second.on_batch(2, &[(row("A", 0.5), -1), (row("A", 1.0), 1)]).unwrap();
+        second.finish().unwrap();
+        assert_eq!(
+            values(&testkit::consume_all(&bootstrap, &topic)),
+            [
+                r#"{"op":"+I","node":"A","price":1.0}"#,
+                r#"{"op":"+I","node":"B","price":5.0}"#,
+                r#"{"op":"+I","node":"A","price":0.5}"#,
+                r#"{"op":"-D","node":"A","price":0.5}"#,
+                r#"{"op":"+I","node":"A","price":1.0}"#,
+            ]
+        );
+    }
+
+    #[test]
     fn an_unreachable_broker_fails_the_sink_at_finish_not_silently() {
         // Nothing listens on port 1; librdkafka gives up after message.timeout.ms.
-        let config = table("t", "127.0.0.1:1", &[("properties.message.timeout.ms", "500")]);
+        let config = table(
+            "t",
+            "127.0.0.1:1",
+            &[("properties.message.timeout.ms", "500"), ("sink.dedupe.max-messages", "0")],
+        );
         let mut sink = crate::create_sink(&config).unwrap();
         sink.on_batch(1, &[(row("A", 1.0), 1)]).unwrap();
         let error = sink.finish().unwrap_err();
