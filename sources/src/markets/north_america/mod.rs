@@ -10,7 +10,7 @@
 //! | `nyiso-lbmp` | US Eastern prevailing | RT: end, DA: start | RT 5 min, DA 1 h | USD |
 //! | `spp-lmp` | `GMTIntervalEnd` (UTC) | end | RTBM 5 min, DA 1 h | USD |
 //! | `pjm-lmp` | `datetime_beginning_utc` | start | 1 h (5 min for `fivemin` files) | USD |
-//! | `miso-lmp` | EST year-round (UTC−5) | hour ending | 1 h | USD |
+//! | `miso-lmp` | EST year-round (UTC−5) | hourly: hour ending; 5 min: weekly file start, feed end | 1 h, RT 5 min | USD |
 //! | `caiso-oasis-lmp` | `INTERVALSTARTTIME_GMT` | start | end − start | USD |
 //! | `ercot-spp` | US Central prevailing | hour ending (+ 15-min interval) | RT 15 min, DA 1 h | USD |
 //! | `ieso-price` | EST year-round (UTC−5) | hour ending | 1 h | CAD |
