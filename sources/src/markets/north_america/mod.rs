@@ -13,7 +13,7 @@
 //! | `miso-lmp` | EST year-round (UTC−5) | hourly: hour ending; 5 min: weekly file start, feed end | 1 h, RT 5 min | USD |
 //! | `caiso-oasis-lmp` | `INTERVALSTARTTIME_GMT` | start | end − start | USD |
 //! | `ercot-spp` | US Central prevailing | hour ending (+ 15-min interval) | RT 15 min, DA 1 h | USD |
-//! | `ieso-price` | EST year-round (UTC−5) | hour ending | 1 h | CAD |
+//! | `ieso-price` | EST year-round (UTC−5) | hour ending (RT: interval 1–12 of the hour) | DA and HOEP 1 h, RT 5 min | CAD |
 //! | `aeso-pool-price` | Alberta prevailing | hour ending, `02*` repeat | 1 h | CAD |
 //!
 //! Where a file carries UTC the formats use it and never re-derive it from the
