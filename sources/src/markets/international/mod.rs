@@ -1,5 +1,5 @@
-//! European, Australian, Japanese, gas and FX formats: ENTSO-E, Nord Pool,
-//! AEMO, JEPX, EIA, ECB.
+//! European, Australian, Japanese, gas and FX formats: ENTSO-E, EPEX SPOT,
+//! Nord Pool, AEMO, JEPX, EIA, ECB.
 //!
 //! One module per publisher, each documenting its own conventions (time
 //! zone, interval-ending or -beginning, placeholders). What they share lives
@@ -17,6 +17,7 @@ pub mod aemo;
 pub mod ecb;
 pub mod eia;
 pub mod entsoe;
+pub mod epex;
 pub mod jepx;
 pub mod nordpool;
 
@@ -28,6 +29,7 @@ use crate::tick::CanonicalTick;
 /// The international, gas and FX formats.
 pub static FORMATS: &[&dyn MarketFormat] = &[
     &entsoe::EntsoeA44,
+    &epex::EpexSpot,
     &nordpool::NordPoolDayAhead,
     &aemo::AemoPrice,
     &jepx::JepxSpot,
@@ -132,7 +134,7 @@ mod tests {
 
     #[test]
     fn every_format_is_registered_by_its_sql_name() {
-        for name in ["entsoe-a44", "nordpool-dayahead", "aemo-price", "jepx-spot", "eia-gas", "ecb-fx"] {
+        for name in ["entsoe-a44", "epex-spot", "nordpool-dayahead", "aemo-price", "jepx-spot", "eia-gas", "ecb-fx"] {
             assert_eq!(crate::markets::find(name).map(|f| f.name()), Some(name));
         }
     }
