@@ -27,7 +27,8 @@
 //! * One tick per delivery day and product column: `market` `EPEX`, `node`
 //!   the market area from the file name in capitals
 //!   (`auction_spot_prices_germany_luxembourg_2024.csv` → `GERMANY_LUXEMBOURG`;
-//!   the file stem when the name has another shape), `node_type` `ZONE`,
+//!   when the name has another shape, as a Kafka message's position does, the
+//!   description line, which names the area), `node_type` `ZONE`,
 //!   `run` `DA` (`IDA` for `intraday_auction…` files), `unit` `MWh`,
 //!   `currency` the last three-capital-letter word of the description line
 //!   (`EUR` when it names none). The aggregate columns are derived from the
@@ -83,7 +84,7 @@ impl MarketFormat for EpexSpot {
             }
         };
         let description = records[..header_index].iter().map(record_text).collect::<Vec<_>>().join(" ");
-        let node = out.intern(&area_of(file));
+        let node = out.intern(&area_of(file, &description));
         let series = Series::new(&mut out, "EPEX", "ZONE", &currency_of(&description), "MWh", run_of(file));
         for row in &records[header_index + 1..] {
             read_day(&mut out, &series, &node, &products, row);
@@ -238,15 +239,17 @@ fn stem(file: &str) -> &str {
     name.rsplit_once('.').map_or(name, |(stem, _)| stem)
 }
 
-/// The market area: what follows `_prices_` in the file name, less the year.
-fn area_of(file: &str) -> String {
-    let stem = stem(file);
-    let area = stem.split_once("_prices_").map_or(stem, |(_, area)| area);
-    let area = match area.rsplit_once('_') {
+/// The market area: what follows `_prices_` in the file name, less the
+/// year; the description line when the name has no such part.
+fn area_of(file: &str, description: &str) -> String {
+    let area = stem(file).split_once("_prices_").map(|(_, area)| match area.rsplit_once('_') {
         Some((area, year)) if year.len() == 4 && year.bytes().all(|b| b.is_ascii_digit()) => area,
         _ => area,
-    };
-    area.to_ascii_uppercase()
+    });
+    match area {
+        Some(area) => area.to_ascii_uppercase(),
+        None => description.trim_start_matches('#').trim().to_owned(),
+    }
 }
 
 /// `IDA` for the intraday auctions' files, `DA` otherwise.
@@ -415,9 +418,13 @@ mod tests {
 
     #[test]
     fn names_currencies_and_runs() {
-        assert_eq!(area_of("data/auction_spot_prices_germany_luxembourg_2024.csv"), "GERMANY_LUXEMBOURG");
-        assert_eq!(area_of("intraday_auction_spot_prices_austria_2025.csv"), "AUSTRIA");
-        assert_eq!(area_of("prices.csv"), "PRICES");
+        assert_eq!(area_of("data/auction_spot_prices_germany_luxembourg_2024.csv", "EUR"), "GERMANY_LUXEMBOURG");
+        assert_eq!(area_of("intraday_auction_spot_prices_austria_2025.csv", "EUR"), "AUSTRIA");
+        // A Kafka message's position: the description names the area.
+        assert_eq!(
+            area_of("epex/0@17", "# Day-Ahead Auction - Austria - Currency: EUR"),
+            "Day-Ahead Auction - Austria - Currency: EUR"
+        );
         assert_eq!(run_of("intraday_auction_spot_prices_austria_2025.csv"), "IDA");
         assert_eq!(run_of("auction_spot_prices_austria_2025.csv"), "DA");
         assert_eq!(currency_of("# Day-Ahead Auction - Switzerland - Currency: CHF"), "CHF");

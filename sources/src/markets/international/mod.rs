@@ -166,6 +166,31 @@ mod tests {
     }
 
     #[test]
+    fn filesystem_source_reads_an_epex_fixture_with_the_area_of_its_file_name() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/markets/auction_spot_prices_germany_luxembourg_2024.csv");
+        let columns = [
+            ("node", DataType::String),
+            ("ts", DataType::Timestamp),
+            ("price", DataType::Float),
+            ("run", DataType::String),
+        ];
+        let config = table(&path, "epex-spot", &columns, &[]);
+        let (rows, dead) = read_all(&config, SourceContext::SINGLE);
+        assert_eq!((rows.len(), dead.len()), (94, 3));
+        // Line 3: 27/10/2024 Hour 1 = 88.60, from 22:00 UTC the day before (CEST).
+        assert_eq!(
+            rows[0].datums(),
+            vec![
+                Datum::string("GERMANY_LUXEMBOURG"),
+                Datum::Timestamp(utc("2024-10-26 22:00:00")),
+                Datum::float(88.60),
+                Datum::string("DA")
+            ]
+        );
+        assert_eq!(dead[0].position, "auction_spot_prices_germany_luxembourg_2024.csv:5");
+    }
+
+    #[test]
     fn filesystem_source_routes_placeholders_to_dead_letters() {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("rates.csv"), "Date,USD,CYP,\n2024-01-02,1.0956,N/A,\n").expect("write");
