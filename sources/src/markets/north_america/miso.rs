@@ -259,10 +259,7 @@ fn read_wide(csv: CsvTable<'_>, out: &mut Output<'_>, preamble: &Preamble) {
             let (Some(start), true) = (start, prices.price.is_some() || prices.congestion.is_some() || prices.loss.is_some()) else {
                 continue;
             };
-            let prices = Prices {
-                energy: prices.energy_from_rest(),
-                ..*prices
-            };
+            let prices = Prices::with_energy_from_rest(prices.price, prices.congestion, prices.loss);
             out.push(hours.node.clone(), hours.node_type.clone(), *start, HOUR_S, run.clone(), prices, 0);
         }
     }
@@ -322,16 +319,7 @@ fn read_five_minute(csv: CsvTable<'_>, out: &mut Output<'_>, stamp: Stamp) {
             Stamp::Start => stamped,
             Stamp::End => stamped - FIVE_MINUTES_S * MILLIS,
         };
-        let prices = Prices {
-            price: Some(price),
-            energy: None,
-            congestion,
-            loss,
-        };
-        let prices = Prices {
-            energy: prices.energy_from_rest(),
-            ..prices
-        };
+        let prices = Prices::with_energy_from_rest(Some(price), congestion, loss);
         out.push(node, None, ts, FIVE_MINUTES_S, run.clone(), prices, 0);
         Ok(())
     });

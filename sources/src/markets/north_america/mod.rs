@@ -116,10 +116,17 @@ struct Prices {
 }
 
 impl Prices {
-    /// The energy component implied by `price = energy + congestion + loss`,
-    /// for operators that publish the other three.
-    fn energy_from_rest(self) -> Option<f64> {
-        Some(self.price? - self.congestion? - self.loss?)
+    /// The prices of an operator that publishes the total, congestion and
+    /// loss: the energy component is the rest, implied by `price = energy +
+    /// congestion + loss`, and empty unless all three are published.
+    fn with_energy_from_rest(price: Option<f64>, congestion: Option<f64>, loss: Option<f64>) -> Self {
+        let energy = price.zip(congestion).zip(loss).map(|((price, congestion), loss)| price - congestion - loss);
+        Prices {
+            price,
+            energy,
+            congestion,
+            loss,
+        }
     }
 }
 
