@@ -41,6 +41,7 @@
 
 use std::ops::RangeInclusive;
 
+use carbonflow_core::Str;
 use chrono::NaiveDate;
 use quick_xml::Reader;
 use quick_xml::events::Event;
@@ -174,10 +175,10 @@ fn hour_start(day: NaiveDate, hour: u32, element: &str) -> Result<i64, RowError>
     }
 }
 
-/// The series every tick of a file shares.
+/// The node every tick of these reports has: the single Ontario zone.
 struct Ontario {
-    node: carbonflow_core::Str,
-    node_type: Option<carbonflow_core::Str>,
+    node: Str,
+    node_type: Option<Str>,
 }
 
 impl Ontario {
@@ -188,7 +189,7 @@ impl Ontario {
         }
     }
 
-    fn push(&self, out: &mut Output<'_>, ts: i64, interval_s: i64, run: &carbonflow_core::Str, prices: Prices) {
+    fn push(&self, out: &mut Output<'_>, ts: i64, interval_s: i64, run: &Str, prices: Prices) {
         out.push(self.node.clone(), self.node_type.clone(), ts, interval_s, run.clone(), prices, 0);
     }
 }

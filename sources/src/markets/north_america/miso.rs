@@ -34,12 +34,12 @@
 //! Both are EST all year like the hourly reports: 5-minute times never
 //! repeat or skip. Congestion is `CON_LMP` / `MCC`, loss `LOSS_LMP` / `MLC`,
 //! energy the rest of the LMP. MISO publishes no specification of these two
-//! layouts; the column names, time formats and stamps above are those that
-//! the gridstatus readers rely on (`gridstatus/miso.py`: the weekly file
-//! read four preamble lines and one footer line in, `MKTHOUR_EST` as the
-//! interval start, with a test that a week starts at Monday 00:00; pull
-//! request 946, "MISO's public five-minute LMP feed labels `INTERVAL` with
-//! the interval-ending timestamp").
+//! layouts; the column names, time formats and stamps above are those the
+//! gridstatus readers rely on: `gridstatus/miso.py` skips four preamble
+//! lines and one footer line of the weekly file and reads `MKTHOUR_EST` as
+//! the interval start, with a test that a week starts at Monday 00:00; its
+//! pull request 946 found that "MISO's public five-minute LMP feed labels
+//! `INTERVAL` with the interval-ending timestamp".
 //!
 //! Lines without a comma after the last record (the disclaimer) are not
 //! records and are dropped; any other malformed row is a dead letter.
@@ -162,6 +162,7 @@ impl MarketFormat for MisoLmp {
         let Some(csv) = CsvTable::open(without_footer(bytes), &mut out, EXPECTED, is_header, |_, record| preamble.read(record)) else {
             return out.finish();
         };
+        // The header row is one of the layouts' (`is_header`), so what is not 5-minute is wide.
         match Layout::of(&csv.header.names) {
             Some(Layout::FiveMinute(stamp)) => read_five_minute(csv, &mut out, stamp),
             _ => read_wide(csv, &mut out, &preamble),
