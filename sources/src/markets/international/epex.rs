@@ -36,9 +36,11 @@
 //! * Dead letters at `file:line`: a row whose delivery day does not parse (one
 //!   for the row); a cell that is not a number, that is empty although its
 //!   product exists that day, or that holds a price for a time the day does
-//!   not have (`Hour 3B` outside the autumn day, `Hour 3A` on the spring day)
-//!   (one per cell, the column in the detail). Empty cells of products the day
-//!   does not have are how the layout is meant to be and produce nothing.
+//!   not have (`Hour 3B` outside the autumn day, `Hour 3A` on the spring day),
+//!   or that a plain `Hour 3` column holds on the autumn day (a file without
+//!   the 3A/3B split cannot say which pass it is) (one per cell, the column
+//!   in the detail). Empty cells of products the day does not have are how
+//!   the layout is meant to be and produce nothing.
 //!
 //! Only comma-separated files with `.` decimals are read, and every file is
 //! read on Central European time: EPEX's Great Britain files, whose clock
