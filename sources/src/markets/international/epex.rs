@@ -386,6 +386,25 @@ mod tests {
     }
 
     #[test]
+    fn half_hourly_columns_are_30_minute_products() {
+        let text = "EUR\nDelivery day,Hour 1 Q1,Hour 1 Q2,Hour 2 Q1,Baseload\n15/01/2024,10.5,11,12.25,11.25\n";
+        let parsed = EpexSpot.parse("t", "x.csv", text.as_bytes());
+        let ticks: Vec<(i64, i64, Option<f64>)> = parsed.ticks.iter().map(|t| (t.ts, t.interval_s, t.price)).collect();
+        let at = |time: &str| utc(time);
+        assert_eq!(
+            ticks,
+            vec![
+                (at("2024-01-14 23:00:00"), 1800, Some(10.5)),
+                (at("2024-01-14 23:30:00"), 1800, Some(11.0)),
+                (at("2024-01-15 00:00:00"), 1800, Some(12.25))
+            ]
+        );
+        let parsed = EpexSpot.parse("t", "x.csv", b"EUR\nDelivery day,Hour 1 Q1,Hour 1 Q3\n15/01/2024,1,2\n");
+        assert!(parsed.ticks.is_empty());
+        assert!(letters(&parsed)[0].1.contains("Q3"), "{:?}", letters(&parsed));
+    }
+
+    #[test]
     fn prices_at_times_the_day_lacks_are_dead_letters() {
         let mut spring = vec!["50"; 25];
         spring[3] = "";
