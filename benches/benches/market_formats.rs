@@ -7,10 +7,13 @@
 //! ```
 //!
 //! Criterion reports elements (ticks) per second; bytes per second is printed
-//! before each group. Without `CARBONFLOW_MARKET_DATA` the bench says so and
-//! measures nothing.
+//! before each group. The layouts without a shared sample are measured on the
+//! small fixtures written from their specifications
+//! (`sources/tests/fixtures/markets/`), whose few rows make per-file costs
+//! weigh more than in a real file. Without `CARBONFLOW_MARKET_DATA` the bench
+//! says so and measures only those.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use carbonflow_sources::markets;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -29,20 +32,37 @@ const SAMPLES: &[(&str, &str)] = &[
     ("ecb-fx", "../fx/eurofxref-hist.csv"),
 ];
 
+/// (format, fixture under the sources crate's `tests/fixtures/markets/`) for
+/// layouts without a shared sample.
+const FIXTURES: &[(&str, &str)] = &[
+    ("miso-lmp", "north_america/miso_20240318_5MIN_LMP.csv"),
+    ("ieso-price", "north_america/PUB_PriceHOEPPredispOR_2024.csv"),
+    ("ieso-price", "north_america/PUB_RealtimeOntarioZonalPrice_2025110202.xml"),
+    ("epex-spot", "auction_spot_prices_germany_luxembourg_2024.csv"),
+    ("epex-spot", "auction_spot_prices_france_2025.csv"),
+];
+
 fn bench_formats(c: &mut Criterion) {
-    let Some(dir) = std::env::var_os("CARBONFLOW_MARKET_DATA").map(PathBuf::from) else {
-        println!("skipped: CARBONFLOW_MARKET_DATA is not set");
-        return;
-    };
+    // (benchmark id, format, file): a sample keeps its format's name as id, as in earlier runs.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sources/tests/fixtures/markets");
+    let mut files: Vec<(String, &str, PathBuf)> = FIXTURES
+        .iter()
+        .map(|(name, relative)| (format!("{name}/{relative}"), *name, fixtures.join(relative)))
+        .collect();
+    match std::env::var_os("CARBONFLOW_MARKET_DATA").map(PathBuf::from) {
+        Some(dir) => files.extend(SAMPLES.iter().map(|(name, relative)| ((*name).to_owned(), *name, dir.join(relative)))),
+        None => println!("skipped the shared samples: CARBONFLOW_MARKET_DATA is not set"),
+    }
     let mut group = c.benchmark_group("market_formats");
-    for (name, relative) in SAMPLES {
+    for (id, name, path) in &files {
         let format = markets::find(name).expect("a registered format");
-        let bytes = std::fs::read(dir.join(relative)).unwrap_or_else(|e| panic!("{relative}: {e}"));
-        let ticks = format.parse("bench", relative, &bytes).ticks.len();
-        assert!(ticks > 0, "{name} parses ticks from {relative}");
-        println!("{name}: {} bytes, {ticks} ticks per file", bytes.len());
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let file = path.file_name().map_or_else(String::new, |file| file.to_string_lossy().into_owned());
+        let ticks = format.parse("bench", &file, &bytes).ticks.len();
+        assert!(ticks > 0, "{name} parses ticks from {file}");
+        println!("{id}: {} bytes, {ticks} ticks per file", bytes.len());
         group.throughput(Throughput::Elements(ticks as u64));
-        group.bench_function(*name, |b| b.iter(|| std::hint::black_box(format.parse("bench", relative, &bytes))));
+        group.bench_function(id.as_str(), |b| b.iter(|| std::hint::black_box(format.parse("bench", &file, &bytes))));
     }
     group.finish();
 }

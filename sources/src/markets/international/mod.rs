@@ -1,5 +1,5 @@
-//! European, Australian, Japanese, gas and FX formats: ENTSO-E, Nord Pool,
-//! AEMO, JEPX, EIA, ECB.
+//! European, Australian, Japanese, gas and FX formats: ENTSO-E, EPEX SPOT,
+//! Nord Pool, AEMO, JEPX, EIA, ECB.
 //!
 //! One module per publisher, each documenting its own conventions (time
 //! zone, interval-ending or -beginning, placeholders). What they share lives
@@ -17,6 +17,7 @@ pub mod aemo;
 pub mod ecb;
 pub mod eia;
 pub mod entsoe;
+pub mod epex;
 pub mod jepx;
 pub mod nordpool;
 
@@ -28,6 +29,7 @@ use crate::tick::CanonicalTick;
 /// The international, gas and FX formats.
 pub static FORMATS: &[&dyn MarketFormat] = &[
     &entsoe::EntsoeA44,
+    &epex::EpexSpot,
     &nordpool::NordPoolDayAhead,
     &aemo::AemoPrice,
     &jepx::JepxSpot,
@@ -132,7 +134,7 @@ mod tests {
 
     #[test]
     fn every_format_is_registered_by_its_sql_name() {
-        for name in ["entsoe-a44", "nordpool-dayahead", "aemo-price", "jepx-spot", "eia-gas", "ecb-fx"] {
+        for name in ["entsoe-a44", "epex-spot", "nordpool-dayahead", "aemo-price", "jepx-spot", "eia-gas", "ecb-fx"] {
             assert_eq!(crate::markets::find(name).map(|f| f.name()), Some(name));
         }
     }
@@ -161,6 +163,31 @@ mod tests {
                 Datum::Int(3_600)
             ]
         );
+    }
+
+    #[test]
+    fn filesystem_source_reads_an_epex_fixture_with_the_area_of_its_file_name() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/markets/auction_spot_prices_germany_luxembourg_2024.csv");
+        let columns = [
+            ("node", DataType::String),
+            ("ts", DataType::Timestamp),
+            ("price", DataType::Float),
+            ("run", DataType::String),
+        ];
+        let config = table(&path, "epex-spot", &columns, &[]);
+        let (rows, dead) = read_all(&config, SourceContext::SINGLE);
+        assert_eq!((rows.len(), dead.len()), (94, 3));
+        // Line 3: 27/10/2024 Hour 1 = 88.60, from 22:00 UTC the day before (CEST).
+        assert_eq!(
+            rows[0].datums(),
+            vec![
+                Datum::string("GERMANY_LUXEMBOURG"),
+                Datum::Timestamp(utc("2024-10-26 22:00:00")),
+                Datum::float(88.60),
+                Datum::string("DA")
+            ]
+        );
+        assert_eq!(dead[0].position, "auction_spot_prices_germany_luxembourg_2024.csv:5");
     }
 
     #[test]

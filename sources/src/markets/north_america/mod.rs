@@ -10,10 +10,10 @@
 //! | `nyiso-lbmp` | US Eastern prevailing | RT: end, DA: start | RT 5 min, DA 1 h | USD |
 //! | `spp-lmp` | `GMTIntervalEnd` (UTC) | end | RTBM 5 min, DA 1 h | USD |
 //! | `pjm-lmp` | `datetime_beginning_utc` | start | 1 h (5 min for `fivemin` files) | USD |
-//! | `miso-lmp` | EST year-round (UTC−5) | hour ending | 1 h | USD |
+//! | `miso-lmp` | EST year-round (UTC−5) | hourly: hour ending; 5 min: weekly file start, feed end | 1 h, RT 5 min | USD |
 //! | `caiso-oasis-lmp` | `INTERVALSTARTTIME_GMT` | start | end − start | USD |
 //! | `ercot-spp` | US Central prevailing | hour ending (+ 15-min interval) | RT 15 min, DA 1 h | USD |
-//! | `ieso-price` | EST year-round (UTC−5) | hour ending | 1 h | CAD |
+//! | `ieso-price` | EST year-round (UTC−5) | hour ending (RT: interval 1–12 of the hour) | DA and HOEP 1 h, RT 5 min | CAD |
 //! | `aeso-pool-price` | Alberta prevailing | hour ending, `02*` repeat | 1 h | CAD |
 //!
 //! Where a file carries UTC the formats use it and never re-derive it from the
@@ -116,10 +116,17 @@ struct Prices {
 }
 
 impl Prices {
-    /// The energy component implied by `price = energy + congestion + loss`,
-    /// for operators that publish the other three.
-    fn energy_from_rest(self) -> Option<f64> {
-        Some(self.price? - self.congestion? - self.loss?)
+    /// The prices of an operator that publishes the total, congestion and
+    /// loss: the energy component is the rest, implied by `price = energy +
+    /// congestion + loss`, and empty unless all three are published.
+    fn with_energy_from_rest(price: Option<f64>, congestion: Option<f64>, loss: Option<f64>) -> Self {
+        let energy = price.zip(congestion).zip(loss).map(|((price, congestion), loss)| price - congestion - loss);
+        Prices {
+            price,
+            energy,
+            congestion,
+            loss,
+        }
     }
 }
 

@@ -93,16 +93,7 @@ impl MarketFormat for NyisoLbmp {
             let node = out.intern(row.required(name)?);
             let stamp = resolver.pick(instant(New_York, local), local, &node, repeat)?;
             let ts = if day_ahead { stamp } else { stamp - interval_s * MILLIS };
-            let prices = Prices {
-                price: Some(price),
-                energy: None,
-                congestion,
-                loss,
-            };
-            let prices = Prices {
-                energy: prices.energy_from_rest(),
-                ..prices
-            };
+            let prices = Prices::with_energy_from_rest(Some(price), congestion, loss);
             out.push(node, node_type.clone(), ts, interval_s, run.clone(), prices, 0);
             Ok(())
         });
