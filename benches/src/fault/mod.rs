@@ -252,3 +252,24 @@ pub fn write_report(path: &Path, command: &str, started: &str, outcomes: &[Outco
     file.write_all(out.as_bytes())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_counts_missing_and_extra_copies() {
+        let expected = ["a", "b", "b", "c"];
+        assert_eq!(compare(&expected, &["a", "b", "b", "c"]), (0, 0));
+        assert_eq!(compare(&expected, &["a", "b", "c", "c", "d"]), (1, 2));
+    }
+
+    #[test]
+    fn the_high_water_mark_is_read_from_proc_status() {
+        let status = "Name:\tcarbonflow\nVmPeak:\t  900 kB\nVmHWM:\t   51234 kB\nVmRSS:\t   40000 kB\n";
+        assert_eq!(vm_hwm_kib(status), Some(51_234));
+        assert_eq!(vm_hwm_kib("Name:\tkthreadd\n"), None);
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(vm_hwm_kib(&own).unwrap() > 0);
+    }
+}
