@@ -25,7 +25,7 @@ use carbonflow_sinks::webhook::receiver::Receiver;
 use carbonflow_sinks::webhook::signature::SigningSecret;
 use carbonflow_sources::kafka::testkit::{self, Record};
 
-use super::{Outcome, Suite, WEBHOOK_SECRET, WEBHOOK_SECRET_VARIABLE, compare, wait_for};
+use super::{Outcome, Suite, WEBHOOK_SECRET, compare, wait_for, windows_to_webhook};
 
 /// 2024-01-01 00:00:00 UTC, the event time of the feed's first second.
 const BASE: i64 = 1_704_067_200_000;
@@ -123,27 +123,16 @@ fn query(bootstrap: &str, topic: &str, group: &str, bounded: bool, receiver: &Re
     format!(
         "CREATE TABLE ticks (node STRING, ts TIMESTAMP(3), price DOUBLE, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
          WITH ('connector' = 'kafka', 'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', 'format' = 'json', {scan});
-         CREATE TABLE windows (node STRING, window_start TIMESTAMP(3), n BIGINT, avg_price DOUBLE, top DOUBLE)
-         WITH ('connector' = 'webhook', 'url' = '{url}', 'secret' = '${{{WEBHOOK_SECRET_VARIABLE}}}', 'outbox' = '{outbox}',
-               'allow-private-network' = 'true', 'retry.schedule' = '0 ms{retries}', 'drain-timeout' = '60 s');
-         INSERT INTO windows
-         SELECT node, window_start, COUNT(*), AVG(price), MAX(price)
-         FROM TABLE(TUMBLE(TABLE ticks, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-         GROUP BY node, window_start, window_end EMIT FINAL;",
-        url = receiver.url(),
-        outbox = outbox.display(),
-        retries = ", 200 ms".repeat(300),
+         {}",
+        windows_to_webhook(receiver, outbox, Duration::from_millis(200), Duration::from_secs(60))
     )
 }
 
 /// The bodies a receiver accepted, without the closing node's windows.
 fn accepted_bodies(receiver: &Receiver) -> Vec<String> {
-    receiver
-        .accepted()
-        .into_iter()
-        .map(|request| String::from_utf8_lossy(&request.body).into_owned())
-        .filter(|body| !body.contains(CLOSING_NODE))
-        .collect()
+    let mut bodies = super::accepted_bodies(receiver);
+    bodies.retain(|body| !body.contains(CLOSING_NODE));
+    bodies
 }
 
 /// Runs the scenario with `fault` on `broker`.
@@ -222,20 +211,17 @@ pub fn run(suite: &Suite, broker: &Broker, fault: Fault) -> anyhow::Result<Outco
         .start_engine(&reference, &["--no-server"], &dir.join("reference.log"))?
         .wait(Duration::from_secs(300))?;
     ensure!(status.success(), "the reference run failed: {status}");
-    let mut expected = accepted_bodies(&reference_receiver);
+    let expected = accepted_bodies(&reference_receiver);
     ensure!(
         expected.len() == expected_windows,
         "the reference run delivered {} windows, not {expected_windows}",
         expected.len()
     );
-    expected.sort();
-    let mut got_sorted = got.clone();
-    got_sorted.sort();
-    let (lost, extra) = compare(&expected, &got_sorted);
+    let (lost, extra) = compare(&expected, &got);
     // An extra body is either a second copy of a reference window or a window the reference does not have (a wrong result).
-    let mut distinct = got_sorted.clone();
+    let mut distinct = got.clone();
     distinct.dedup();
-    let duplicated = (got_sorted.len() - distinct.len()) as u64;
+    let duplicated = (got.len() - distinct.len()) as u64;
     let wrong = extra - duplicated;
     notes.push(format!("{} of {expected_windows} windows delivered", got.len()));
     if wrong > 0 {

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use carbonflow_sinks::webhook::receiver::Receiver;
 
 /// The webhook signing secret every scenario's sink and receiver share.
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -190,6 +191,38 @@ pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
+}
+
+/// The sink half of the webhook scenarios: a `windows` webhook table
+/// posting to `receiver` through the outbox at `outbox` (retrying every
+/// `retry` for a few minutes, waiting up to `drain_timeout` at the end), fed
+/// by 1-minute tumbling windows of `ticks (node, ts, price)`, EMIT FINAL: one
+/// alert per node and minute.
+pub fn windows_to_webhook(receiver: &Receiver, outbox: &Path, retry: Duration, drain_timeout: Duration) -> String {
+    let retries = format!(", {} ms", retry.as_millis()).repeat(usize::try_from(180_000 / retry.as_millis().max(1)).unwrap_or(1));
+    format!(
+        "CREATE TABLE windows (node STRING, window_start TIMESTAMP(3), n BIGINT, avg_price DOUBLE, top DOUBLE)
+         WITH ('connector' = 'webhook', 'url' = '{url}', 'secret' = '${{{WEBHOOK_SECRET_VARIABLE}}}', 'outbox' = '{outbox}',
+               'allow-private-network' = 'true', 'retry.schedule' = '0 ms{retries}', 'drain-timeout' = '{drain} s');
+         INSERT INTO windows
+         SELECT node, window_start, COUNT(*), AVG(price), MAX(price)
+         FROM TABLE(TUMBLE(TABLE ticks, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+         GROUP BY node, window_start, window_end EMIT FINAL;",
+        url = receiver.url(),
+        outbox = outbox.display(),
+        drain = drain_timeout.as_secs(),
+    )
+}
+
+/// The bodies `receiver` accepted, sorted.
+pub fn accepted_bodies(receiver: &Receiver) -> Vec<String> {
+    let mut bodies: Vec<String> = receiver
+        .accepted()
+        .into_iter()
+        .map(|request| String::from_utf8_lossy(&request.body).into_owned())
+        .collect();
+    bodies.sort();
+    bodies
 }
 
 /// What one scenario found.

@@ -13,7 +13,7 @@ use carbonflow_core::time::format_timestamp;
 use carbonflow_sinks::webhook::receiver::Receiver;
 use carbonflow_sinks::webhook::signature::SigningSecret;
 
-use super::{Outcome, Suite, WEBHOOK_SECRET, WEBHOOK_SECRET_VARIABLE, compare, wait_for};
+use super::{Outcome, Suite, WEBHOOK_SECRET, accepted_bodies, compare, wait_for, windows_to_webhook};
 
 /// 2024-01-01 00:00:00 UTC.
 const BASE: i64 = 1_704_067_200_000;
@@ -28,29 +28,11 @@ const OUTAGE: Duration = Duration::from_secs(5);
 fn query(ticks: &Path, receiver: &Receiver, outbox: &Path) -> String {
     format!(
         "CREATE TABLE ticks (node STRING, ts TIMESTAMP(3), price DOUBLE, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
-         WITH ('connector' = 'filesystem', 'path' = '{ticks}', 'format' = 'csv', 'replay.speed' = '{SPEED}');
-         CREATE TABLE windows (node STRING, window_start TIMESTAMP(3), n BIGINT, avg_price DOUBLE, top DOUBLE)
-         WITH ('connector' = 'webhook', 'url' = '{url}', 'secret' = '${{{WEBHOOK_SECRET_VARIABLE}}}', 'outbox' = '{outbox}',
-               'allow-private-network' = 'true', 'retry.schedule' = '0 ms{retries}', 'drain-timeout' = '120 s');
-         INSERT INTO windows
-         SELECT node, window_start, COUNT(*), AVG(price), MAX(price)
-         FROM TABLE(TUMBLE(TABLE ticks, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
-         GROUP BY node, window_start, window_end EMIT FINAL;",
-        ticks = ticks.display(),
-        url = receiver.url(),
-        outbox = outbox.display(),
-        retries = ", 250 ms".repeat(600),
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv', 'replay.speed' = '{SPEED}');
+         {}",
+        ticks.display(),
+        windows_to_webhook(receiver, outbox, Duration::from_millis(250), Duration::from_secs(120))
     )
-}
-
-fn bodies(receiver: &Receiver) -> Vec<String> {
-    let mut bodies: Vec<String> = receiver
-        .accepted()
-        .into_iter()
-        .map(|request| String::from_utf8_lossy(&request.body).into_owned())
-        .collect();
-    bodies.sort();
-    bodies
 }
 
 /// Runs the scenario.
@@ -81,7 +63,7 @@ pub fn run(suite: &Suite) -> anyhow::Result<Outcome> {
     receiver.come_up()?;
     let (status, peak_kib) = engine.wait(Duration::from_secs(300))?;
     ensure!(status.success(), "the run failed: {status}");
-    let got = bodies(&receiver);
+    let got = accepted_bodies(&receiver);
 
     let reference_receiver = Receiver::start(secrets)?;
     let reference = dir.join("reference.sql");
@@ -90,7 +72,7 @@ pub fn run(suite: &Suite) -> anyhow::Result<Outcome> {
         .start_engine(&reference, &["--no-server"], &dir.join("reference.log"))?
         .wait(Duration::from_secs(300))?;
     ensure!(status.success(), "the reference run failed: {status}");
-    let expected = bodies(&reference_receiver);
+    let expected = accepted_bodies(&reference_receiver);
     ensure!(
         expected.len() == expected_windows,
         "the reference delivered {} windows, not {expected_windows}",
