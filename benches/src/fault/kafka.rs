@@ -25,7 +25,7 @@ use carbonflow_sinks::webhook::receiver::Receiver;
 use carbonflow_sinks::webhook::signature::SigningSecret;
 use carbonflow_sources::kafka::testkit::{self, Record};
 
-use super::{Outcome, Suite, WEBHOOK_SECRET, compare, wait_for, windows_to_webhook};
+use super::{Outcome, Suite, WEBHOOK_SECRET, compare, run_reference, wait_for, windows_to_webhook};
 
 /// 2024-01-01 00:00:00 UTC, the event time of the feed's first second.
 const BASE: i64 = 1_704_067_200_000;
@@ -202,15 +202,11 @@ pub fn run(suite: &Suite, broker: &Broker, fault: Fault) -> anyhow::Result<Outco
 
     // The reference: the same topic, uncrashed, into a receiver of its own.
     let reference_receiver = Receiver::start(secrets)?;
-    let reference = dir.join("reference.sql");
-    std::fs::write(
-        &reference,
-        query(bootstrap, &topic, "", true, &reference_receiver, &dir.join("reference-outbox.redb")),
+    run_reference(
+        suite,
+        &dir,
+        &query(bootstrap, &topic, "", true, &reference_receiver, &dir.join("reference-outbox.redb")),
     )?;
-    let (status, _) = suite
-        .start_engine(&reference, &["--no-server"], &dir.join("reference.log"))?
-        .wait(Duration::from_secs(300))?;
-    ensure!(status.success(), "the reference run failed: {status}");
     let expected = accepted_bodies(&reference_receiver);
     ensure!(
         expected.len() == expected_windows,

@@ -214,6 +214,17 @@ pub fn windows_to_webhook(receiver: &Receiver, outbox: &Path, retry: Duration, d
     )
 }
 
+/// Runs `query` (written to `dir/reference.sql`) to its end without a
+/// fault: the run a scenario compares with.
+pub fn run_reference(suite: &Suite, dir: &Path, query: &str) -> anyhow::Result<()> {
+    let file = dir.join("reference.sql");
+    std::fs::write(&file, query).with_context(|| file.display().to_string())?;
+    let log = dir.join("reference.log");
+    let (status, _) = suite.start_engine(&file, &["--no-server"], &log)?.wait(Duration::from_secs(300))?;
+    ensure!(status.success(), "the reference run failed: {status} (see {})", log.display());
+    Ok(())
+}
+
 /// The bodies `receiver` accepted, sorted.
 pub fn accepted_bodies(receiver: &Receiver) -> Vec<String> {
     let mut bodies: Vec<String> = receiver

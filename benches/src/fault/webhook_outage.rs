@@ -13,7 +13,7 @@ use carbonflow_core::time::format_timestamp;
 use carbonflow_sinks::webhook::receiver::Receiver;
 use carbonflow_sinks::webhook::signature::SigningSecret;
 
-use super::{Outcome, Suite, WEBHOOK_SECRET, accepted_bodies, compare, wait_for, windows_to_webhook};
+use super::{Outcome, Suite, WEBHOOK_SECRET, accepted_bodies, compare, run_reference, wait_for, windows_to_webhook};
 
 /// 2024-01-01 00:00:00 UTC.
 const BASE: i64 = 1_704_067_200_000;
@@ -66,12 +66,7 @@ pub fn run(suite: &Suite) -> anyhow::Result<Outcome> {
     let got = accepted_bodies(&receiver);
 
     let reference_receiver = Receiver::start(secrets)?;
-    let reference = dir.join("reference.sql");
-    std::fs::write(&reference, query(&ticks, &reference_receiver, &dir.join("reference-outbox.redb")))?;
-    let (status, _) = suite
-        .start_engine(&reference, &["--no-server"], &dir.join("reference.log"))?
-        .wait(Duration::from_secs(300))?;
-    ensure!(status.success(), "the reference run failed: {status}");
+    run_reference(suite, &dir, &query(&ticks, &reference_receiver, &dir.join("reference-outbox.redb")))?;
     let expected = accepted_bodies(&reference_receiver);
     ensure!(
         expected.len() == expected_windows,
