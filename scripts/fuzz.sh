@@ -55,11 +55,11 @@ market_dir() {
     esac
 }
 
-# Fills (once) the corpus of target $1 with seeds.
+# Puts the seeds of target $1 into its corpus (again on every run: a run
+# interrupted while seeding must not leave the corpus without them).
 seed() {
     local target="$1" corpus="$root/corpus/$1"
     mkdir -p "$corpus"
-    [[ -n "$(ls -A "$corpus")" ]] && return 0
     case "$target" in
         sql_check)
             cp queries/*.sql "$corpus/" ;;
