@@ -76,8 +76,12 @@ pub(crate) fn unknown_format(value: &str, built_in: &[&str]) -> OptionError {
     }
 }
 
-/// Decodes records of one format into rows of one table.
-pub(crate) enum RecordDecoder {
+/// Decodes records of one format into rows of one table: what a Kafka source
+/// does with each message, public so the fuzz targets (`fuzz/`) feed it
+/// arbitrary bytes exactly as a message would arrive.
+pub struct RecordDecoder(Decoder);
+
+enum Decoder {
     /// CSV lines.
     Csv(RecordParser),
     /// JSON or MessagePack objects.
@@ -88,22 +92,22 @@ pub(crate) enum RecordDecoder {
 
 impl RecordDecoder {
     /// A decoder of `format` for the table's columns.
-    pub(crate) fn new(config: &ConnectorConfig, format: RecordFormat) -> Self {
-        match format {
-            RecordFormat::Csv(options) => RecordDecoder::Csv(RecordParser::new(config, options)),
-            RecordFormat::Object(encoding) => RecordDecoder::Object(ObjectDecoder::new(config, encoding)),
-            RecordFormat::Market(format, columns) => RecordDecoder::Market(MarketDecoder::new(config, format, columns)),
-        }
+    pub fn new(config: &ConnectorConfig, format: RecordFormat) -> Self {
+        RecordDecoder(match format {
+            RecordFormat::Csv(options) => Decoder::Csv(RecordParser::new(config, options)),
+            RecordFormat::Object(encoding) => Decoder::Object(ObjectDecoder::new(config, encoding)),
+            RecordFormat::Market(format, columns) => Decoder::Market(MarketDecoder::new(config, format, columns)),
+        })
     }
 
     /// Appends the rows of one record, and dead letters for what does not
     /// parse, to `batch`. `position` says where the record is (a Kafka
     /// topic, partition and offset); formats with lines add `:<line>`.
-    pub(crate) fn decode(&mut self, bytes: &[u8], position: &str, batch: &mut SourceBatch) {
-        match self {
-            RecordDecoder::Csv(parser) => parser.parse_all(bytes, position, batch),
-            RecordDecoder::Object(decoder) => decoder.decode(bytes, position, batch),
-            RecordDecoder::Market(decoder) => decoder.decode(bytes, position, &mut batch.rows, &mut batch.dead_letters),
+    pub fn decode(&mut self, bytes: &[u8], position: &str, batch: &mut SourceBatch) {
+        match &mut self.0 {
+            Decoder::Csv(parser) => parser.parse_all(bytes, position, batch),
+            Decoder::Object(decoder) => decoder.decode(bytes, position, batch),
+            Decoder::Market(decoder) => decoder.decode(bytes, position, &mut batch.rows, &mut batch.dead_letters),
         }
     }
 }

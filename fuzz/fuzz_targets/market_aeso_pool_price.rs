@@ -1,0 +1,3 @@
+//! A file (or Kafka message) of the `aeso-pool-price` market format through its parser.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| carbonflow_fuzz::decode_record("aeso-pool-price", data));
