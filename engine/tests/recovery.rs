@@ -125,6 +125,8 @@ struct Scenario {
     with_spike_topic: bool,
     /// Whether its restarts read the whole topic again rather than a span.
     rereads_everything: bool,
+    /// Worker threads of every run.
+    workers: usize,
 }
 
 const WINDOWS: &str = "CREATE VIEW windows_view AS
@@ -144,6 +146,7 @@ const WITH_SPIKES: Scenario = Scenario {
     alert_columns: "node STRING, spike_start TIMESTAMP(3), base DOUBLE, peak DOUBLE, spiking BIGINT",
     with_spike_topic: true,
     rereads_everything: true,
+    workers: 1,
 };
 
 const WINDOWS_ONLY: Scenario = Scenario {
@@ -152,6 +155,16 @@ const WINDOWS_ONLY: Scenario = Scenario {
     alert_columns: "node STRING, window_start TIMESTAMP(3), top DOUBLE",
     with_spike_topic: false,
     rereads_everything: false,
+    workers: 1,
+};
+
+/// The windows with two workers: a span is sized per source instance, so
+/// with several the restarts read everything again (see `retention::for_workers`).
+const WINDOWS_TWO_WORKERS: Scenario = Scenario {
+    name: "windows-2w",
+    rereads_everything: true,
+    workers: 2,
+    ..WINDOWS_ONLY
 };
 
 impl Scenario {
@@ -189,13 +202,22 @@ impl Scenario {
 
 /// The binary running `query` (written to `dir/name.sql`), its standard
 /// error going to `dir/name.stderr`.
-fn start(dir: &Path, name: &str, query: &str) -> Child {
+fn start(dir: &Path, name: &str, query: &str, workers: usize) -> Child {
     let file = dir.join(format!("{name}.sql"));
     std::fs::write(&file, query).unwrap();
     let stderr = std::fs::File::create(dir.join(format!("{name}.stderr"))).unwrap();
     Command::new(env!("CARGO_BIN_EXE_carbonflow"))
         // Small epochs: the offsets a restart resumes from fall inside the topic's history.
-        .args(["run", file.to_str().unwrap(), "--no-progress", "--no-server", "--batch-size", "8"])
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--no-progress",
+            "--no-server",
+            "--batch-size",
+            "8",
+            "--workers",
+            &workers.to_string(),
+        ])
         .env(SECRET_VARIABLE, SECRET)
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -243,7 +265,7 @@ fn crash_twice_then_finish(scenario: &Scenario) {
 
     // Run 1 reads the first phase; it is killed once the group's offsets
     // cover all of it, with the windows from 00:10 on and a spike per node still open.
-    let mut first = start(dir, "run1", &scenario.query(&bootstrap, &input, &group, &crashed, false));
+    let mut first = start(dir, "run1", &scenario.query(&bootstrap, &input, &group, &crashed, false), scenario.workers);
     wait_while_running(&mut first, dir, "run1", "committed the first phase and delivered alerts", || {
         testkit::committed_offsets(&bootstrap, &input, &group) == phase_one_ends() && !crashed.receiver.accepted().is_empty()
     });
@@ -265,7 +287,7 @@ fn crash_twice_then_finish(scenario: &Scenario) {
     }
 
     // Run 2 resumes while the second phase arrives, and is killed once some of its windows are out.
-    let mut second = start(dir, "run2", &scenario.query(&bootstrap, &input, &group, &crashed, false));
+    let mut second = start(dir, "run2", &scenario.query(&bootstrap, &input, &group, &crashed, false), scenario.workers);
     let producer = {
         let (bootstrap, input) = (bootstrap.clone(), input.clone());
         std::thread::spawn(move || {
@@ -282,13 +304,22 @@ fn crash_twice_then_finish(scenario: &Scenario) {
     producer.join().unwrap();
 
     // Run 3 finishes the topic.
-    finish(start(dir, "run3", &scenario.query(&bootstrap, &input, &group, &crashed, true)), dir, "run3");
+    finish(
+        start(dir, "run3", &scenario.query(&bootstrap, &input, &group, &crashed, true), scenario.workers),
+        dir,
+        "run3",
+    );
 
     // The same query over the same topic, never crashed.
     let reference = Outputs::new(&bootstrap, dir, "reference", scenario.with_spike_topic);
     let reference_group = testkit::unique_topic("reference");
     finish(
-        start(dir, "reference", &scenario.query(&bootstrap, &input, &reference_group, &reference, true)),
+        start(
+            dir,
+            "reference",
+            &scenario.query(&bootstrap, &input, &reference_group, &reference, true),
+            scenario.workers,
+        ),
         dir,
         "reference",
     );
@@ -342,4 +373,9 @@ fn spikes_and_windows_after_two_kills_read_everything_again_and_deliver_each_res
 #[test]
 fn windows_after_two_kills_read_their_span_again_and_deliver_each_result_once() {
     crash_twice_then_finish(&WINDOWS_ONLY);
+}
+
+#[test]
+fn windows_with_two_workers_after_two_kills_deliver_each_result_once() {
+    crash_twice_then_finish(&WINDOWS_TWO_WORKERS);
 }

@@ -42,6 +42,19 @@ use carbonflow_sources::Retention;
 use super::{Node, Plan, Program, TableRole};
 use crate::dataflow::upsert_retention;
 
+/// What a table's source instances are opened with when `peers` workers
+/// read it: a span only with one. Each instance sizes its replay from its
+/// own partitions' event-time progress, while the operators wait on the
+/// minimum over all instances, so with several a lagging instance can leave
+/// windows open that the others' span no longer covers; reading everything
+/// again is exact for any number of workers.
+pub fn for_workers(retention: Retention, peers: usize) -> Retention {
+    match retention {
+        Retention::Span(_) if peers > 1 => Retention::Everything,
+        other => other,
+    }
+}
+
 /// The retention of every table of `program`, by table index: what its
 /// outputs and views need; [`Retention::Nothing`] for tables no query reads.
 pub fn retention(program: &Program) -> Vec<Retention> {
@@ -152,6 +165,14 @@ fn require(program: &Program, plan: &Plan, need: Retention, needs: &mut [Retenti
 mod tests {
     use super::*;
     use crate::cli::check_text;
+
+    #[test]
+    fn several_workers_read_everything_where_one_reads_a_span() {
+        assert_eq!(for_workers(Retention::Span(60_000), 1), Retention::Span(60_000));
+        assert_eq!(for_workers(Retention::Span(60_000), 2), Retention::Everything);
+        assert_eq!(for_workers(Retention::Nothing, 4), Retention::Nothing);
+        assert_eq!(for_workers(Retention::Everything, 1), Retention::Everything);
+    }
 
     const MINUTE: Millis = 60_000;
     const SECOND: Millis = 1_000;

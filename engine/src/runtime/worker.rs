@@ -417,7 +417,7 @@ fn install(worker: &mut Worker, shared: &Shared, sequencer: &mut Sequencer<Comma
             worker_index: worker.index(),
             peers: worker.peers(),
             query: name.to_owned(),
-            retention: retention[table],
+            retention: crate::plan::retention::for_workers(retention[table], worker.peers()),
         };
         match create_source(&config, context) {
             Ok(source) => sources.push(SourceState {
