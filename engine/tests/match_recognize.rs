@@ -187,6 +187,36 @@ fn all_rows_per_match_gives_every_row_with_running_measures() {
     );
 }
 
+/// `ORDER BY ts, seq [DESC]`: rows of equal event time take the order of
+/// `seq`, whatever order they arrive in; the order decides the match.
+#[test]
+fn rows_of_equal_time_are_ordered_by_the_further_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ticks.csv");
+    // Two ticks at 00:00:00, in the file in the order seq 2, seq 1.
+    std::fs::write(&input, "N,2024-01-01 00:00:00,2,30\nN,2024-01-01 00:00:00,1,10\nN,2024-01-01 00:00:01,1,20\n").unwrap();
+    let run_with = |order: &str| {
+        let output = dir.path().join(format!("out-{}.csv", order.len()));
+        let sql = format!(
+            "CREATE TABLE t (node STRING, ts TIMESTAMP(3), seq BIGINT, price DOUBLE, WATERMARK FOR ts AS ts)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             CREATE TABLE out (node STRING, a_price DOUBLE, b_price DOUBLE) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             INSERT INTO out SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY {order}
+               MEASURES A.price AS a_price, B.price AS b_price
+               PATTERN (A B) DEFINE B AS B.price > A.price) AS m;",
+            input.display(),
+            output.display()
+        );
+        run(Arc::new(check_text(&sql).unwrap()), RunOptions::default()).unwrap();
+        std::fs::read_to_string(&output).unwrap().trim().to_owned()
+    };
+    // 10 (seq 1), 30 (seq 2), 20: the rise from 10 to 30.
+    assert_eq!(run_with("ts, seq"), "N,10.0,30.0");
+    assert_eq!(run_with("ts ASC, seq ASC NULLS FIRST"), "N,10.0,30.0");
+    // 30 (seq 2), 10 (seq 1), 20: the rise from 10 to 20.
+    assert_eq!(run_with("ts, seq DESC"), "N,10.0,20.0");
+}
+
 #[test]
 fn match_recognize_errors_point_at_the_clause() {
     let table = "CREATE TABLE t (node STRING, ts TIMESTAMP(3), price DOUBLE, WATERMARK FOR ts AS ts)
@@ -198,7 +228,15 @@ fn match_recognize_errors_point_at_the_clause() {
         ),
         (
             "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY price MEASURES A.price AS p PATTERN (A) DEFINE A AS A.price > 1) AS m",
-            "ORDER BY must be the event-time column",
+            "ORDER BY must start with the event-time column 'ts' ascending",
+        ),
+        (
+            "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts DESC MEASURES A.price AS p PATTERN (A) DEFINE A AS A.price > 1) AS m",
+            "ORDER BY must start with the event-time column 'ts' ascending",
+        ),
+        (
+            "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts, price * 2 MEASURES A.price AS p PATTERN (A) DEFINE A AS A.price > 1) AS m",
+            "orders by columns, not expressions",
         ),
         (
             "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts MEASURES A.price AS p PATTERN (A) DEFINE A AS A.price + 1) AS m",

@@ -2,8 +2,9 @@
 //! per partition, with retractions.
 //!
 //! Rows wait in a per-partition buffer until the watermark passes their event
-//! time, because a pattern must see a partition's rows in event-time order;
-//! then they are appended to the partition's ordered rows and the
+//! time, because a pattern must see a partition's rows in event-time order
+//! (rows of equal time ordered by the further `ORDER BY` columns, then by
+//! value); then they are appended to the partition's ordered rows and the
 //! partition's [`Walk`] continues over them: only the searches still waiting
 //! for rows step over the new ones, and new searches start at the new rows.
 //! A row that arrives, or is retracted, after the watermark passed it (a late
@@ -25,11 +26,12 @@
 //! at most about two `WITHIN` spans of rows. Without `WITHIN` nothing bounds
 //! how far back a change can reach, and partitions keep their rows.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
 use carbonflow_core::{DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
 
-use super::{Buffers, EvalFailure, Match, MatchRecognizer, RowsPerMatch, Walk, resume};
+use super::{Buffers, EvalFailure, Match, MatchRecognizer, OrderColumn, RowsPerMatch, Walk, resume};
 use crate::dataflow::{CoreContext, EventTimeOrder, TimedCore, release_passed};
 
 /// The `MatchRecognize` operator core. Input: `(partition key, row)`.
@@ -190,6 +192,23 @@ impl MatchRecognize {
     }
 }
 
+/// The order of a partition's rows: event time, then the further `ORDER BY`
+/// columns, then the rest of the row, so that rows equal in every ordering
+/// column still take the same places on every run and worker.
+fn compare_rows(time_column: usize, order_by: &[OrderColumn], a: &Row, b: &Row) -> Ordering {
+    let time = |row: &Row| row.get(time_column).as_timestamp();
+    time(a)
+        .cmp(&time(b))
+        .then_with(|| {
+            order_by
+                .iter()
+                .map(|order| order.compare(a.get(order.column), b.get(order.column)))
+                .find(|ordering| ordering.is_ne())
+                .unwrap_or(Ordering::Equal)
+        })
+        .then_with(|| a.cmp(b))
+}
+
 impl TimedCore for MatchRecognize {
     type Input = (Row, Row);
 
@@ -197,7 +216,6 @@ impl TimedCore for MatchRecognize {
         let Some(ts) = self.order.admit(&row, context.watermark, context.dead_letters) else {
             return;
         };
-        let time_column = self.order.time_column;
         let state = self.partitions.entry(partition).or_default();
         let released = context.watermark != Millis::MIN && ts <= context.watermark;
         if !released {
@@ -206,8 +224,8 @@ impl TimedCore for MatchRecognize {
             return;
         }
         // A late row or revision: change the ordered rows in place.
-        let key = |r: &Row| (r.get(time_column).as_timestamp().unwrap_or(Millis::MIN), r.clone());
-        let position = state.rows.partition_point(|r| key(r) < (ts, row.clone()));
+        let (time_column, order_by) = (self.order.time_column, self.recognizer.order_by());
+        let position = state.rows.partition_point(|r| compare_rows(time_column, order_by, r, &row).is_lt());
         if diff > 0 {
             if position < state.rows.len() {
                 state.changed_from = Some(state.changed_from.map_or(position, |c| c.min(position)));
@@ -230,10 +248,16 @@ impl TimedCore for MatchRecognize {
         let watermark = context.watermark;
         let late_before = self.order.late_before(watermark);
         let (recognizer, time_column, origin) = (&self.recognizer, self.order.time_column, &self.order.origin);
+        let compare = |a: &Row, b: &Row| compare_rows(time_column, recognizer.order_by(), a, b);
         for (partition, state) in &mut self.partitions {
-            // Release what the watermark passed: all of it is later than every released row.
+            // Release what the watermark passed: all of it is later than every
+            // released row. It comes ordered by time, then by value.
+            let released = state.rows.len();
             for ((_, row), count) in release_passed(&mut state.pending, watermark) {
                 state.rows.extend(std::iter::repeat_n(row, count.max(0) as usize));
+            }
+            if !recognizer.order_by().is_empty() {
+                state.rows[released..].sort_by(|a, b| compare(a, b));
             }
             state.rematch(partition, recognizer, &mut self.buffers, context, origin);
             if let Some(late_before) = late_before {
@@ -259,7 +283,7 @@ impl TimedCore for MatchRecognize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cep::{BinaryOp, MatchExpr, MatchSpec, Within};
+    use crate::cep::{BinaryOp, MatchExpr, MatchSpec, OrderColumn, Within};
     use carbonflow_core::Datum;
 
     const MINUTE: Millis = 60_000;
@@ -349,6 +373,64 @@ mod tests {
         let failed: Vec<&str> = dead.iter().map(|letter| letter.record.as_str()).collect();
         assert_eq!(failed.len(), 1, "{failed:?}");
         assert!(failed[0].starts_with('7'), "{failed:?}");
+    }
+
+    /// `ORDER BY ts, seq [DESC]` over `(price, ts, seq)`: `A B` with
+    /// `A AS price = 1, B AS price = 2`, measuring B's `seq`. Three rows share
+    /// one time; the third arrives late, in place. Ordered by value instead
+    /// the answer would be B = seq 1 both ways.
+    #[test]
+    fn rows_of_equal_time_follow_the_further_order_by_columns() {
+        let run = |descending: bool| {
+            let mut spec = MatchSpec::parse("A B").unwrap();
+            let (a, b) = (spec.var("A"), spec.var("B"));
+            let price_is = |var, price| MatchExpr::binary(BinaryOp::Eq, MatchExpr::column(var, 0), MatchExpr::literal(Datum::Int(price)));
+            spec.define = vec![(a.unwrap(), price_is(a, 1)), (b.unwrap(), price_is(b, 2))];
+            spec.measures = vec![MatchExpr::column(b, 2).into_final()];
+            spec.order_by = vec![OrderColumn {
+                column: 2,
+                descending,
+                nulls_first: !descending,
+            }];
+            let mut core = MatchRecognize::new("test", MatchRecognizer::new(spec).unwrap(), 1, 0);
+            let (mut output, mut dead) = (Vec::new(), Vec::new());
+            let tick = |price, seq| {
+                (
+                    Row::new(vec![Datum::string("N")]),
+                    Row::new(vec![Datum::Int(price), Datum::Timestamp(MINUTE), Datum::Int(seq)]),
+                )
+            };
+            let epochs = [(Millis::MIN, vec![tick(2, 1), tick(1, 3)]), (MINUTE, vec![tick(2, 5)])];
+            let mut after_each_epoch = Vec::new();
+            for (epoch, (watermark, ticks)) in epochs.into_iter().enumerate() {
+                let mut context = CoreContext {
+                    watermark,
+                    output: &mut output,
+                    dead_letters: &mut dead,
+                };
+                for tick in ticks {
+                    core.on_update(tick, 1, &mut context);
+                }
+                context.watermark = MINUTE;
+                core.on_epoch_end(epoch as u64, &mut context);
+                let mut net: Vec<(Row, Diff)> = Vec::new();
+                for (row, diff) in &output {
+                    match net.iter_mut().find(|(known, _)| known == row) {
+                        Some((_, total)) => *total += diff,
+                        None => net.push((row.clone(), *diff)),
+                    }
+                }
+                net.retain(|(_, diff)| *diff != 0);
+                after_each_epoch.push(net);
+            }
+            assert!(dead.is_empty());
+            after_each_epoch
+        };
+        let measured = |seq: i64| vec![(Row::new(vec![Datum::string("N"), Datum::Int(seq)]), 1)];
+        // seq 1 (price 2), seq 3 (price 1); then seq 5 (price 2) after them.
+        assert_eq!(run(false), [vec![], measured(5)]);
+        // seq 3 (price 1), seq 1 (price 2); then seq 5 before them: the match stays.
+        assert_eq!(run(true), [measured(1), measured(1)]);
     }
 
     #[test]

@@ -174,6 +174,8 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
+use std::cmp::Ordering;
+
 use carbonflow_core::{Datum, Millis, Row, Str};
 
 pub use expr::{BinaryOp, EvalError, Logical, MatchAggregate, MatchExpr, Navigation, ScalarFunction, Semantics};
@@ -256,8 +258,33 @@ pub struct Within {
     pub time_column: usize,
 }
 
-/// A bound `MATCH_RECOGNIZE` clause, minus `PARTITION BY` and `ORDER BY`
-/// (the wrapper's business).
+/// A further `ORDER BY` column (after the event time), e.g. `seq DESC`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OrderColumn {
+    /// The column.
+    pub column: usize,
+    /// `DESC`.
+    pub descending: bool,
+    /// Whether NULL comes before every value (`NULLS FIRST`) or after.
+    pub nulls_first: bool,
+}
+
+impl OrderColumn {
+    /// How `a` and `b`, values of the column, are ordered.
+    pub fn compare(&self, a: &Datum, b: &Datum) -> Ordering {
+        match (a.is_null(), b.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) if self.nulls_first => Ordering::Less,
+            (true, false) => Ordering::Greater,
+            (false, true) => self.compare(b, a).reverse(),
+            (false, false) if self.descending => b.cmp(a),
+            (false, false) => a.cmp(b),
+        }
+    }
+}
+
+/// A bound `MATCH_RECOGNIZE` clause, minus `PARTITION BY` and the ordering
+/// by event time (the wrapper's business).
 #[derive(Clone, Debug)]
 pub struct MatchSpec {
     /// The names of the pattern variables; [`VarId`] `i` is `variables[i]`.
@@ -274,6 +301,10 @@ pub struct MatchSpec {
     pub skip: AfterMatchSkip,
     /// `WITHIN`, if any.
     pub within: Option<Within>,
+    /// The `ORDER BY` columns after the event time, which order rows of
+    /// equal event time. The wrapper orders the rows; the matcher takes them
+    /// in order.
+    pub order_by: Vec<OrderColumn>,
 }
 
 impl MatchSpec {
@@ -291,6 +322,7 @@ impl MatchSpec {
             rows_per_match: RowsPerMatch::One,
             skip: AfterMatchSkip::PastLastRow,
             within: None,
+            order_by: Vec::new(),
         })
     }
 
@@ -383,6 +415,7 @@ pub struct MatchRecognizer {
     rows_per_match: RowsPerMatch,
     skip: AfterMatchSkip,
     within: Option<Within>,
+    order_by: Vec<OrderColumn>,
     max_len: Option<u64>,
     lookback: usize,
     lookahead: usize,
@@ -485,6 +518,7 @@ impl MatchRecognizer {
             rows_per_match: spec.rows_per_match,
             skip: spec.skip,
             within: spec.within,
+            order_by: spec.order_by,
             max_len: spec.pattern.max_len(),
             lookback: usize::try_from(lookback).unwrap_or(usize::MAX),
             lookahead: usize::try_from(lookahead).unwrap_or(usize::MAX),
@@ -551,6 +585,11 @@ impl MatchRecognizer {
             earliest = earliest.max(start);
         }
         earliest.min(changed)
+    }
+
+    /// The `ORDER BY` columns after the event time.
+    pub fn order_by(&self) -> &[OrderColumn] {
+        &self.order_by
     }
 
     /// The most rows before a match's first row that an expression can read (`PREV`).

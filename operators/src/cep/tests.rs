@@ -918,6 +918,7 @@ fn arb_case(max_rows: usize) -> impl Strategy<Value = Case> {
             rows_per_match: if all_rows { RowsPerMatch::All } else { RowsPerMatch::One },
             skip,
             within: within.map(|duration| Within { duration, time_column: TS }),
+            order_by: Vec::new(),
         };
         Case { spec, rows }
     })

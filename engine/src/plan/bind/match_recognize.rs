@@ -1,7 +1,8 @@
 //! Binding `MATCH_RECOGNIZE` (Flink's syntax) to the CEP core's [`MatchSpec`].
 //!
 //! Supported now: `PARTITION BY` columns, `ORDER BY` the table's event-time
-//! column, `MEASURES`, `ONE ROW PER MATCH`, every `AFTER MATCH SKIP`, the
+//! column ascending then further columns (`ASC` / `DESC`, `NULLS FIRST` /
+//! `LAST`), `MEASURES`, `ONE ROW PER MATCH`, every `AFTER MATCH SKIP`, the
 //! full `PATTERN` grammar (concatenation, `|`, groups, greedy and reluctant
 //! quantifiers), `WITHIN INTERVAL`, and in `DEFINE` / `MEASURES`: columns of
 //! a variable (`A.price`) or of the current row (`price`), `PREV` / `NEXT`
@@ -10,8 +11,7 @@
 //! `MATCH_NUMBER()`, arithmetic, comparisons, `AND` / `OR` / `NOT`,
 //! `IS [NOT] NULL` and the scalar functions, with `ONE ROW PER MATCH`
 //! (partition columns, then FINAL measures) or `ALL ROWS PER MATCH` (every
-//! input column, then RUNNING measures). Ordering by further columns is
-//! refused with an error (not yet supported).
+//! input column, then RUNNING measures).
 
 use sqlparser::ast::{
     self, AfterMatchSkip as SqlSkip, Expr as Ast, FunctionArg, FunctionArgExpr, FunctionArguments, MatchRecognizePattern, MatchRecognizeSymbol,
@@ -20,7 +20,7 @@ use sqlparser::ast::{
 
 use carbonflow_core::{DataType, Datum, Field, Schema};
 use carbonflow_operators::aggregate::{AggregateFunction, AggregateSpec};
-use carbonflow_operators::cep::{AfterMatchSkip, MatchExpr, MatchRecognizer, MatchSpec, Pattern, RowsPerMatch, ScalarFunction, VarId, Within};
+use carbonflow_operators::cep::{AfterMatchSkip, MatchExpr, MatchRecognizer, MatchSpec, OrderColumn, Pattern, RowsPerMatch, ScalarFunction, VarId, Within};
 
 use super::{Binder, Scope, binary_type, interval_millis, literal};
 use crate::plan::functions::Function;
@@ -56,21 +56,7 @@ impl Binder {
             ));
         };
         let partition = scope.partition_columns(partition_by)?;
-        match order_by.as_slice() {
-            [only]
-                if matches!(&only.expr, Ast::Identifier(i) if scope.resolve(None, i).ok() == Some(time_column))
-                    && !matches!(only.options.sort, Some(ast::OrderBySort::Desc)) => {}
-            [] => return Err(SqlError::at(factor, "MATCH_RECOGNIZE needs ORDER BY the event-time column")),
-            [first, ..] => {
-                return Err(SqlError::at(
-                    &first.expr,
-                    format!(
-                        "ORDER BY must be the event-time column '{}' ascending, alone (further columns are not supported yet)",
-                        input.schema.fields[time_column].name
-                    ),
-                ));
-            }
-        }
+        let order_by = order_columns(order_by, &scope, time_column, &input.schema.fields[time_column].name, factor)?;
         let all_rows = matches!(rows_per_match, Some(SqlRowsPerMatch::AllRows(_)));
 
         let mut variables = Vec::new();
@@ -114,6 +100,7 @@ impl Binder {
             Some(SqlSkip::ToFirst(v)) => AfterMatchSkip::ToFirst(var(v)?),
             Some(SqlSkip::ToLast(v)) => AfterMatchSkip::ToLast(var(v)?),
         };
+        spec.order_by = order_by;
         spec.within = self
             .claim_within(symbols.first().map(|d| d.symbol.span), factor)?
             .map(|duration| Within { duration, time_column });
@@ -146,6 +133,43 @@ impl Binder {
             None => Ok(None),
         }
     }
+}
+
+/// `ORDER BY`: the event-time column ascending (as Flink requires), then
+/// any further columns, each `ASC` or `DESC` with `NULLS FIRST` or `LAST`
+/// (by default NULL orders before every value: first ascending, last
+/// descending).
+fn order_columns(order_by: &[ast::OrderByExpr], scope: &Scope, time_column: usize, time_name: &str, factor: &TableFactor) -> SqlResult<Vec<OrderColumn>> {
+    let column = |item: &ast::OrderByExpr| match &item.expr {
+        Ast::Identifier(ident) => scope.resolve(None, ident),
+        Ast::CompoundIdentifier(parts) if parts.len() == 2 => scope.resolve(Some(&parts[0]), &parts[1]),
+        other => Err(SqlError::at(other, "MATCH_RECOGNIZE orders by columns, not expressions")),
+    };
+    let Some((first, further)) = order_by.split_first() else {
+        return Err(SqlError::at(factor, "MATCH_RECOGNIZE needs ORDER BY the event-time column"));
+    };
+    let descending = |item: &ast::OrderByExpr| match &item.options.sort {
+        None | Some(ast::OrderBySort::Asc) => Ok(false),
+        Some(ast::OrderBySort::Desc) => Ok(true),
+        Some(ast::OrderBySort::Using(_)) => Err(SqlError::at(&item.expr, "ORDER BY ... USING is not supported")),
+    };
+    if column(first).ok() != Some(time_column) || descending(first)? {
+        return Err(SqlError::at(
+            &first.expr,
+            format!("ORDER BY must start with the event-time column '{time_name}' ascending"),
+        ));
+    }
+    further
+        .iter()
+        .map(|item| {
+            let descending = descending(item)?;
+            Ok(OrderColumn {
+                column: column(item)?,
+                descending,
+                nulls_first: item.options.nulls_first.unwrap_or(!descending),
+            })
+        })
+        .collect()
 }
 
 fn scope_name(scope: &Scope, column: usize) -> String {
