@@ -80,7 +80,10 @@
 //! * **Alternation, groups, reluctant `??`.** `(A B | C D)+ E` and `A??` are
 //!   accepted; Flink rejects them.
 //! * **`ALL ROWS PER MATCH` and `CLASSIFIER()`** are supported, RUNNING by
-//!   default; Flink has only `ONE ROW PER MATCH` and FINAL measures.
+//!   default and FINAL where asked; Flink has only `ONE ROW PER MATCH` and
+//!   FINAL measures (where RUNNING and FINAL agree). With prices 10, 11, 20, 5
+//!   and `A B+ C` (B rising, C falling), `LAST(B.price)` over the four output
+//!   rows is NULL, 11, 20, 20 and `FINAL LAST(B.price)` is 20 on each.
 //! * **Patterns that can match empty** (`A*`, `A? B*`) are accepted and their
 //!   empty matches omitted; Flink rejects such patterns.
 //! * **`WITHIN` at the limit.** Flink's runtime drops a partial match once

@@ -20,11 +20,15 @@ use sqlparser::ast::{
 
 use carbonflow_core::{DataType, Datum, Field, Schema};
 use carbonflow_operators::aggregate::{AggregateFunction, AggregateSpec};
-use carbonflow_operators::cep::{AfterMatchSkip, MatchExpr, MatchRecognizer, MatchSpec, OrderColumn, Pattern, RowsPerMatch, ScalarFunction, VarId, Within};
+use carbonflow_operators::cep::{
+    AfterMatchSkip, MatchAggregate, MatchExpr, MatchRecognizer, MatchSpec, Navigation, OrderColumn, Pattern, RowsPerMatch, ScalarFunction, Semantics, VarId,
+    Within,
+};
 
 use super::{Binder, Scope, binary_type, interval_millis, literal};
 use crate::plan::functions::Function;
 use crate::plan::{Node, Plan};
+use crate::sql::dialect;
 use crate::sql::{SqlError, SqlResult};
 
 impl Binder {
@@ -309,8 +313,18 @@ impl MatchContext<'_> {
             return Err(SqlError::at(ast, "OVER and FILTER are not supported inside MATCH_RECOGNIZE"));
         }
         let distinct = matches!(&function.args, FunctionArguments::List(list) if matches!(list.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)));
+        // `COUNT(*)` and `COUNT(A.*)`: sqlparser passes the star as its own kind of argument.
+        let star = match &function.args {
+            FunctionArguments::List(list) => match list.args.as_slice() {
+                [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] => Some(None),
+                [FunctionArg::Unnamed(FunctionArgExpr::QualifiedWildcard(qualifier))] => Some(Some(qualifier)),
+                _ => None,
+            },
+            _ => None,
+        };
         let args: Vec<&Ast> = match &function.args {
             FunctionArguments::None => vec![],
+            FunctionArguments::List(_) if star.is_some() => vec![],
             FunctionArguments::List(list) => list
                 .args
                 .iter()
@@ -336,6 +350,20 @@ impl MatchContext<'_> {
                 let Some(target) = args.first() else {
                     return Err(SqlError::at(ast, format!("{name} needs a column, like {name}(A.price)")));
                 };
+                if let (true, Ast::Function(_)) = (matches!(name.as_str(), "PREV" | "NEXT"), target) {
+                    // PREV(LAST(A.price, 1), 2): a logical navigation, then a physical one.
+                    let steps = i64::from(offset(1)?);
+                    return match self.expr(target)? {
+                        (MatchExpr::Column(navigation), data_type) if navigation.physical == 0 => Ok((
+                            MatchExpr::Column(Navigation {
+                                physical: if name == "PREV" { -steps } else { steps },
+                                ..navigation
+                            }),
+                            data_type,
+                        )),
+                        _ => Err(SqlError::at(*target, format!("{name} takes a column or FIRST / LAST of one"))),
+                    };
+                }
                 let (var, column) = self.column(target)?;
                 let logical_default = if matches!(name.as_str(), "FIRST" | "LAST") {
                     offset(1).map(|n| if args.len() > 1 { n } else { 0 })?
@@ -350,14 +378,34 @@ impl MatchContext<'_> {
                 };
                 Ok((expr, self.scope.columns_type(column)))
             }
+            marker if marker.eq_ignore_ascii_case(dialect::RUNNING) || marker.eq_ignore_ascii_case(dialect::FINAL) => {
+                // The dialect wraps only calls of FIRST, LAST, PREV, NEXT and aggregates.
+                let semantics = if marker.eq_ignore_ascii_case(dialect::FINAL) {
+                    Semantics::Final
+                } else {
+                    Semantics::Running
+                };
+                let call = args.first().ok_or_else(|| SqlError::at(ast, "RUNNING / FINAL needs a call"))?;
+                let (inner, data_type) = self.expr(call)?;
+                let expr = match inner {
+                    MatchExpr::Column(navigation) if navigation.physical == 0 => MatchExpr::Column(Navigation { semantics, ..navigation }),
+                    MatchExpr::Aggregate(aggregate) => MatchExpr::Aggregate(MatchAggregate { semantics, ..aggregate }),
+                    _ => {
+                        return Err(SqlError::at(
+                            *call,
+                            "RUNNING and FINAL apply to FIRST, LAST and aggregates (PREV and NEXT take them inside: PREV(FINAL LAST(A.price), 1))",
+                        ));
+                    }
+                };
+                Ok((expr, data_type))
+            }
             "CLASSIFIER" => Ok((MatchExpr::Classifier(Default::default()), DataType::String)),
             "MATCH_NUMBER" => Ok((MatchExpr::MatchNumber, DataType::Int)),
             _ => {
                 if let Some(aggregate) = AggregateFunction::from_name(&name) {
-                    let (var, column, input_type, aggregate) = match args.as_slice() {
-                        [] => return Err(SqlError::at(ast, format!("{name} needs an argument"))),
-                        [Ast::Wildcard(_)] if aggregate == AggregateFunction::Count => (None, None, DataType::Int, AggregateFunction::CountStar),
-                        [Ast::QualifiedWildcard(qualifier, _)] if aggregate == AggregateFunction::Count => {
+                    let (var, column, input_type, aggregate) = match (star, args.as_slice()) {
+                        (Some(None), _) if aggregate == AggregateFunction::Count => (None, None, DataType::Int, AggregateFunction::CountStar),
+                        (Some(Some(qualifier)), _) if aggregate == AggregateFunction::Count => {
                             let ident = qualifier
                                 .0
                                 .last()
@@ -368,11 +416,13 @@ impl MatchContext<'_> {
                                 .ok_or_else(|| SqlError::new(format!("'{}' is not a pattern variable", ident.value), ident.span))?;
                             (Some(var), None, DataType::Int, AggregateFunction::CountStar)
                         }
-                        [target] => {
+                        (Some(_), _) => return Err(SqlError::at(ast, format!("only COUNT takes *, not {name}"))),
+                        (None, []) => return Err(SqlError::at(ast, format!("{name} needs an argument"))),
+                        (None, [target]) => {
                             let (var, column) = self.column(target)?;
                             (var, Some(column), self.scope.columns_type(column), aggregate)
                         }
-                        _ => return Err(SqlError::at(ast, format!("{name} takes one argument"))),
+                        (None, _) => return Err(SqlError::at(ast, format!("{name} takes one argument"))),
                     };
                     let result = aggregate.result_type(input_type).map_err(|m| SqlError::at(ast, m))?;
                     let spec = AggregateSpec::new(aggregate, input_type);
