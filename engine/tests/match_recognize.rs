@@ -126,56 +126,51 @@ proptest! {
     }
 }
 
-#[test]
-fn distinct_aggregates_count_distinct_values() {
+/// Runs `SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node {clause}) AS m`
+/// over `csv` (a table `t (node STRING, ts TIMESTAMP(3), {columns})` with
+/// the watermark at `ts`) into a CSV table of `out_columns`; returns its
+/// lines, sorted.
+fn match_csv(csv: &str, columns: &str, out_columns: &str, clause: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("ticks.csv");
-    // One run of rising prices in which 2 appears twice: 4 rows, 3 distinct prices.
-    std::fs::write(
-        &input,
-        "N,2024-01-01 00:00:00,1\nN,2024-01-01 00:00:01,2\nN,2024-01-01 00:00:02,2\nN,2024-01-01 00:00:03,3\nN,2024-01-01 00:00:04,0\n",
-    )
-    .unwrap();
-    let output = dir.path().join("out.csv");
+    let (input, output) = (dir.path().join("ticks.csv"), dir.path().join("out.csv"));
+    std::fs::write(&input, csv).unwrap();
     let sql = format!(
-        "CREATE TABLE t (node STRING, ts TIMESTAMP(3), price DOUBLE, WATERMARK FOR ts AS ts)
+        "CREATE TABLE t (node STRING, ts TIMESTAMP(3), {columns}, WATERMARK FOR ts AS ts)
          WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
-         CREATE TABLE out (node STRING, n BIGINT, distinct_prices BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
-         INSERT INTO out SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts
-           MEASURES COUNT(A.price) AS n, COUNT(DISTINCT A.price) AS distinct_prices
-           PATTERN (A+) DEFINE A AS A.price >= 1) AS m;",
+         CREATE TABLE out ({out_columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         INSERT INTO out SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node {clause}) AS m;",
         input.display(),
         output.display()
     );
     run(Arc::new(check_text(&sql).unwrap()), RunOptions::default()).unwrap();
-    assert_eq!(std::fs::read_to_string(&output).unwrap().trim(), "N,4,3");
+    read_sorted(&output)
 }
 
 #[test]
-fn all_rows_per_match_gives_every_row_with_running_measures() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("ticks.csv");
-    std::fs::write(
-        &input,
-        "N,2024-01-01 00:00:00,10\nN,2024-01-01 00:00:01,11\nN,2024-01-01 00:00:02,20\nN,2024-01-01 00:00:03,5\n",
-    )
-    .unwrap();
-    let output = dir.path().join("out.csv");
-    let sql = format!(
-        "CREATE TABLE t (node STRING, ts TIMESTAMP(3), price DOUBLE, WATERMARK FOR ts AS ts)
-         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
-         CREATE TABLE out (node STRING, ts TIMESTAMP(3), price DOUBLE, var STRING, running_max DOUBLE, n BIGINT)
-         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
-         INSERT INTO out SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts
-           MEASURES CLASSIFIER() AS var, MAX(price) AS running_max, MATCH_NUMBER() AS n
-           ALL ROWS PER MATCH
-           PATTERN (A B+ C) DEFINE B AS B.price > PREV(B.price), C AS C.price < PREV(C.price)) AS m;",
-        input.display(),
-        output.display()
+fn distinct_aggregates_count_distinct_values() {
+    // One run of rising prices in which 2 appears twice: 4 rows, 3 distinct prices.
+    let lines = match_csv(
+        "N,2024-01-01 00:00:00,1\nN,2024-01-01 00:00:01,2\nN,2024-01-01 00:00:02,2\nN,2024-01-01 00:00:03,3\nN,2024-01-01 00:00:04,0\n",
+        "price DOUBLE",
+        "node STRING, n BIGINT, distinct_prices BIGINT",
+        "ORDER BY ts MEASURES COUNT(A.price) AS n, COUNT(DISTINCT A.price) AS distinct_prices PATTERN (A+) DEFINE A AS A.price >= 1",
     );
-    run(Arc::new(check_text(&sql).unwrap()), RunOptions::default()).unwrap();
-    let mut lines: Vec<String> = std::fs::read_to_string(&output).unwrap().lines().map(str::to_owned).collect();
-    lines.sort();
+    assert_eq!(lines, ["N,4,3"]);
+}
+
+/// A rise `A B+` then a fall `C`, over prices 10, 11, 20, 5.
+const RISE_THEN_FALL: &str = "N,2024-01-01 00:00:00,10\nN,2024-01-01 00:00:01,11\nN,2024-01-01 00:00:02,20\nN,2024-01-01 00:00:03,5\n";
+
+#[test]
+fn all_rows_per_match_gives_every_row_with_running_measures() {
+    let lines = match_csv(
+        RISE_THEN_FALL,
+        "price DOUBLE",
+        "node STRING, ts TIMESTAMP(3), price DOUBLE, var STRING, running_max DOUBLE, n BIGINT",
+        "ORDER BY ts MEASURES CLASSIFIER() AS var, MAX(price) AS running_max, MATCH_NUMBER() AS n
+         ALL ROWS PER MATCH
+         PATTERN (A B+ C) DEFINE B AS B.price > PREV(B.price), C AS C.price < PREV(C.price)",
+    );
     assert_eq!(
         lines,
         [
@@ -185,6 +180,63 @@ fn all_rows_per_match_gives_every_row_with_running_measures() {
             "N,2024-01-01 00:00:03.000,5.0,C,20.0,1",
         ]
     );
+}
+
+/// SQL:2016 `RUNNING` (the default) and `FINAL` in MEASURES: with ALL ROWS
+/// PER MATCH a running navigation or aggregate sees the match up to the
+/// output row, a final one all of it; with ONE ROW PER MATCH both are the
+/// value at the last row.
+#[test]
+fn running_and_final_measures() {
+    let measures = "MEASURES CLASSIFIER() AS var, LAST(B.price) AS last_b, RUNNING LAST(B.price) AS running_last_b,
+        FINAL LAST(B.price) AS final_last_b, FINAL COUNT(B.*) AS final_bs, RUNNING COUNT(*) AS running_rows,
+        final count(*) AS final_rows, PREV(FINAL LAST(B.price), 1) AS before_final_b, FINAL FIRST(price, 1) AS second_price";
+    let pattern = "PATTERN (A B+ C) DEFINE B AS B.price > PREV(B.price), C AS C.price < PREV(C.price)";
+    let out = "var STRING, last_b DOUBLE, running_last_b DOUBLE, final_last_b DOUBLE, final_bs BIGINT, running_rows BIGINT,
+        final_rows BIGINT, before_final_b DOUBLE, second_price DOUBLE";
+    let all_rows = match_csv(
+        RISE_THEN_FALL,
+        "price DOUBLE",
+        &format!("node STRING, ts TIMESTAMP(3), price DOUBLE, {out}"),
+        &format!("ORDER BY ts {measures} ALL ROWS PER MATCH {pattern}"),
+    );
+    assert_eq!(
+        all_rows,
+        [
+            "N,2024-01-01 00:00:00.000,10.0,A,,,20.0,2,1,4,11.0,11.0",
+            "N,2024-01-01 00:00:01.000,11.0,B,11.0,11.0,20.0,2,2,4,11.0,11.0",
+            "N,2024-01-01 00:00:02.000,20.0,B,20.0,20.0,20.0,2,3,4,11.0,11.0",
+            "N,2024-01-01 00:00:03.000,5.0,C,20.0,20.0,20.0,2,4,4,11.0,11.0",
+        ]
+    );
+    let one_row = match_csv(
+        RISE_THEN_FALL,
+        "price DOUBLE",
+        &format!("node STRING, {out}"),
+        &format!("ORDER BY ts {measures} ONE ROW PER MATCH {pattern}"),
+    );
+    assert_eq!(one_row, ["N,C,20.0,20.0,20.0,2,4,4,11.0,11.0"]);
+}
+
+/// `ORDER BY ts, seq [DESC]`: rows of equal event time take the order of
+/// `seq`, whatever order they arrive in; the order decides the match.
+#[test]
+fn rows_of_equal_time_are_ordered_by_the_further_columns() {
+    // Two ticks at 00:00:00, in the file in the order seq 2, seq 1.
+    let csv = "N,2024-01-01 00:00:00,2,30\nN,2024-01-01 00:00:00,1,10\nN,2024-01-01 00:00:01,1,20\n";
+    let rise = |order: &str| {
+        match_csv(
+            csv,
+            "seq BIGINT, price DOUBLE",
+            "node STRING, a_price DOUBLE, b_price DOUBLE",
+            &format!("ORDER BY {order} MEASURES A.price AS a_price, B.price AS b_price PATTERN (A B) DEFINE B AS B.price > A.price"),
+        )
+    };
+    // 10 (seq 1), 30 (seq 2), 20: the rise from 10 to 30.
+    assert_eq!(rise("ts, seq"), ["N,10.0,30.0"]);
+    assert_eq!(rise("ts ASC, seq ASC NULLS FIRST"), ["N,10.0,30.0"]);
+    // 30 (seq 2), 10 (seq 1), 20: the rise from 10 to 20.
+    assert_eq!(rise("ts, seq DESC"), ["N,10.0,20.0"]);
 }
 
 #[test]
@@ -198,7 +250,23 @@ fn match_recognize_errors_point_at_the_clause() {
         ),
         (
             "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY price MEASURES A.price AS p PATTERN (A) DEFINE A AS A.price > 1) AS m",
-            "ORDER BY must be the event-time column",
+            "ORDER BY must start with the event-time column 'ts' ascending",
+        ),
+        (
+            "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts DESC MEASURES A.price AS p PATTERN (A) DEFINE A AS A.price > 1) AS m",
+            "ORDER BY must start with the event-time column 'ts' ascending",
+        ),
+        (
+            "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts, price * 2 MEASURES A.price AS p PATTERN (A) DEFINE A AS A.price > 1) AS m",
+            "orders by columns, not expressions",
+        ),
+        (
+            "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts MEASURES A.price AS p PATTERN (A B) DEFINE B AS B.price > FINAL LAST(A.price)) AS m",
+            "FINAL is not allowed in DEFINE",
+        ),
+        (
+            "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts MEASURES FINAL PREV(A.price) AS p PATTERN (A) DEFINE A AS A.price > 1) AS m",
+            "RUNNING and FINAL apply to FIRST, LAST and aggregates",
         ),
         (
             "SELECT * FROM t MATCH_RECOGNIZE (PARTITION BY node ORDER BY ts MEASURES A.price AS p PATTERN (A) DEFINE A AS A.price + 1) AS m",

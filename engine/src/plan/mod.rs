@@ -229,9 +229,9 @@ pub enum Node {
         input: Box<Plan>,
         /// The `PARTITION BY` columns.
         partition: Vec<usize>,
-        /// The event-time column the rows are ordered by.
+        /// The event-time column the rows are ordered by (then by `spec.order_by`).
         time_column: usize,
-        /// The pattern, conditions, measures, skip mode and `WITHIN`.
+        /// The pattern, conditions, measures, skip mode, `WITHIN` and further ordering.
         spec: MatchSpec,
     },
     /// `JOIN versioned FOR SYSTEM_TIME AS OF left.time`: each left row joined
@@ -419,8 +419,21 @@ impl Plan {
                 partition, time_column, spec, ..
             } => {
                 let within = spec.within.map_or(String::new(), |w| format!(" within={}", duration(w.duration)));
+                let then: String = spec
+                    .order_by
+                    .iter()
+                    .map(|order| {
+                        let direction = if order.descending { " DESC" } else { "" };
+                        let nulls = if order.nulls_first == order.descending {
+                            if order.nulls_first { " NULLS FIRST" } else { " NULLS LAST" }
+                        } else {
+                            ""
+                        };
+                        format!(",${}{direction}{nulls}", order.column)
+                    })
+                    .collect();
                 format!(
-                    "partition={partition:?} order=${time_column} pattern=({}){within} skip={:?} measures={}",
+                    "partition={partition:?} order=${time_column}{then} pattern=({}){within} skip={:?} measures={}",
                     spec.pattern.display(&spec.variables),
                     spec.skip,
                     spec.measures.len()

@@ -447,6 +447,16 @@ mod tests {
     }
 
     #[test]
+    fn running_and_final_mark_the_call_after_them_only() {
+        let statements = parse_file("SELECT FINAL LAST(A.price) - RUNNING SUM(price) FROM t").unwrap().statements;
+        let shown = format!("{:?}", statements[0]);
+        assert!(shown.contains(dialect::FINAL) && shown.contains(dialect::RUNNING), "{shown}");
+        // A column called `running` is a column, even before a word and a parenthesis.
+        let statements = parse_file("SELECT running FROM t WHERE running IN (1, 2)").unwrap().statements;
+        assert!(!format!("{:?}", statements[0]).contains(dialect::RUNNING));
+    }
+
+    #[test]
     fn errors_point_at_the_token() {
         let error = parse_file("SELECT a FROM t;\nSELECT FROM WHERE").unwrap_err();
         assert_eq!(error.span.start.line, 2);

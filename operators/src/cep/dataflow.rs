@@ -2,12 +2,16 @@
 //! per partition, with retractions.
 //!
 //! Rows wait in a per-partition buffer until the watermark passes their event
-//! time, because a pattern must see a partition's rows in event-time order;
-//! then they are appended to the partition's ordered rows and the matches are
-//! recomputed from the earliest start a change can affect
-//! ([`MatchRecognizer::earliest_affected_start`], [`resume`]). A row that
-//! arrives, or is retracted, after the watermark passed it (a late revision)
-//! changes the ordered rows in place and recomputes the same way. Output is
+//! time, because a pattern must see a partition's rows in event-time order
+//! (rows of equal time ordered by the further `ORDER BY` columns, then by
+//! value); then they are appended to the partition's ordered rows and the
+//! partition's [`Walk`] continues over them: only the searches still waiting
+//! for rows step over the new ones, and new searches start at the new rows.
+//! A row that arrives, or is retracted, after the watermark passed it (a late
+//! revision) changes the ordered rows in place; the walk then restarts from
+//! the earliest start the change can affect
+//! ([`MatchRecognizer::earliest_affected_start`], [`resume`]), as it does for
+//! appended rows when an expression reads rows ahead (`NEXT`). Output is
 //! differential: the matches that no longer hold are retracted and the new
 //! ones inserted, one row per match: the partition key, then the measures.
 //!
@@ -15,18 +19,19 @@
 //! goes to the dead-letter output, as for windows. State is bounded by
 //! `WITHIN`: a match spans at most `WITHIN`, so once a row is more than
 //! `WITHIN` behind the first time a change may still come from, no future
-//! change can reach a match holding it. Such rows are dropped (keeping the
-//! few `PREV` can still reach), together with the matches wholly before them
-//! (their output stands); a match is kept until it is wholly behind, so a
-//! partition holds at most about two `WITHIN` spans of rows. Without
-//! `WITHIN` nothing bounds how far back a change can reach, and partitions
-//! keep their rows.
+//! change can reach a match holding it. The searches starting there end
+//! ([`Walk::expire`]) and such rows are dropped (keeping the few `PREV` can
+//! still reach), together with the matches wholly before them (their output
+//! stands); a match is kept until it is wholly behind, so a partition holds
+//! at most about two `WITHIN` spans of rows. Without `WITHIN` nothing bounds
+//! how far back a change can reach, and partitions keep their rows.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
 use carbonflow_core::{DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
 
-use super::{Match, MatchRecognizer, RowsPerMatch, resume};
+use super::{Buffers, EvalFailure, Match, MatchRecognizer, OrderColumn, RowsPerMatch, Walk, resume};
 use crate::dataflow::{CoreContext, EventTimeOrder, TimedCore, release_passed};
 
 /// The `MatchRecognize` operator core. Input: `(partition key, row)`.
@@ -34,6 +39,7 @@ pub struct MatchRecognize {
     order: EventTimeOrder,
     recognizer: MatchRecognizer,
     partitions: HashMap<Row, Partition>,
+    buffers: Buffers,
 }
 
 struct Partition {
@@ -41,38 +47,108 @@ struct Partition {
     pending: BTreeMap<(Millis, Row), Diff>,
     /// Released rows in event-time order (then row order), one entry per copy.
     rows: Vec<Row>,
+    /// How many of `rows` the walk has seen.
+    walked: usize,
+    /// The search walk over `rows`, from its first open search on.
+    walk: Walk,
     /// The matches over `rows`, in order.
     matches: Vec<Match>,
     /// The output rows emitted for each match (parallel to `matches`), retracted as they were.
     emitted: Vec<Vec<Row>>,
-    /// The first index of `rows` changed since the matches were computed.
+    /// The first index of `rows` changed in place since the walk saw them.
     changed_from: Option<usize>,
     /// The match number of `matches[0]` (earlier matches were trimmed).
     first_number: u64,
 }
 
+impl Default for Partition {
+    fn default() -> Self {
+        Partition {
+            pending: BTreeMap::new(),
+            rows: Vec::new(),
+            walked: 0,
+            walk: Walk::default(),
+            matches: Vec::new(),
+            emitted: Vec::new(),
+            changed_from: None,
+            first_number: 1,
+        }
+    }
+}
+
 impl Partition {
-    /// Drops the rows before `cut` and the matches wholly before them.
+    /// Drops the rows before `cut` (at most the walk's first open search), or
+    /// fewer, and the matches wholly before them.
     fn trim(&mut self, cut: usize) {
         // A kept match must keep its rows' indices, and one whose skip target
         // lies past the cut still constrains where the next match may start.
-        let cut = self
-            .matches
-            .iter()
-            .find(|m| m.next_start > cut || m.end > cut)
-            .map_or(cut, |m| m.start.min(cut));
+        // Matches start in order (they may overlap), so the first kept one
+        // has the smallest start of all kept ones.
+        let dropped = self.matches.iter().take_while(|m| m.end <= cut && m.next_start <= cut).count();
+        let cut = self.matches.get(dropped).map_or(cut, |m| m.start.min(cut));
         if cut == 0 {
             return;
         }
-        let dropped = self.matches.iter().take_while(|m| m.end <= cut && m.next_start <= cut).count();
         self.matches.drain(..dropped);
         self.emitted.drain(..dropped);
         self.first_number += dropped as u64;
         self.rows.drain(..cut);
+        self.walked -= cut;
+        self.walk.shift(cut);
         for found in &mut self.matches {
             found.start -= cut;
             found.end -= cut;
             found.next_start -= cut;
+        }
+    }
+
+    /// Brings the matches up to date with `rows` and emits the difference.
+    fn rematch(&mut self, partition: &Row, recognizer: &MatchRecognizer, buffers: &mut Buffers, context: &mut CoreContext, origin: &str) {
+        let appended = self.rows.len() > self.walked;
+        // The walk has not seen rows past `walked` either; and appended rows
+        // change what earlier rows see through NEXT.
+        let changed = match self.changed_from.take() {
+            Some(changed) => Some(changed.min(self.walked)),
+            None if appended && recognizer.lookahead() > 0 => Some(self.walked),
+            None => None,
+        };
+        if let Some(changed) = changed {
+            let earliest = recognizer.earliest_affected_start(&self.rows, changed);
+            let resumed = resume(&self.matches, earliest, self.first_number);
+            self.walk.restart(resumed.start, resumed.match_number);
+        } else if !appended {
+            return;
+        }
+        let kept = self.matches.partition_point(|m| m.start < self.walk.first_open());
+        let mut failures = Vec::new();
+        let tail = recognizer.advance(&mut self.walk, &self.rows, buffers, &mut failures);
+        self.walked = self.rows.len();
+        // Matches the walk found again need no output, unless a change in
+        // place moved the rows under their indices.
+        let same = match changed {
+            Some(_) => 0,
+            None => self.matches[kept..].iter().zip(&tail).take_while(|(old, new)| old == new).count(),
+        };
+        self.matches.truncate(kept + same);
+        for old in self.emitted.drain(kept + same..) {
+            context.output.extend(old.into_iter().map(|row| (row, -1)));
+        }
+        for found in tail.into_iter().skip(same) {
+            let rows = MatchRecognize::outputs(recognizer, partition, &self.rows, &found);
+            context.output.extend(rows.iter().map(|row| (row.clone(), 1)));
+            self.emitted.push(rows);
+            self.matches.push(found);
+        }
+        failures.sort();
+        failures.dedup();
+        for EvalFailure { row, message } in failures {
+            context.dead_letters.push(DeadLetter {
+                origin: origin.to_owned(),
+                reason: DeadLetterReason::Eval,
+                detail: message,
+                position: "MATCH_RECOGNIZE".into(),
+                record: self.rows.get(row).map_or_else(String::new, ToString::to_string),
+            });
         }
     }
 }
@@ -89,6 +165,7 @@ impl MatchRecognize {
             },
             recognizer,
             partitions: HashMap::new(),
+            buffers: Buffers::default(),
         }
     }
 
@@ -97,18 +174,10 @@ impl MatchRecognize {
         self.partitions.values().map(|p| p.rows.len() + p.pending.len()).sum()
     }
 
-    /// Event time before which rows can no longer be part of a changing
-    /// match: a match spans at most `WITHIN`, and no change comes from before
-    /// [`Self::late_before`].
-    fn horizon(&self, watermark: Millis) -> Option<Millis> {
-        let within = self.recognizer.within?;
-        self.order.late_before(watermark).map(|late| late.saturating_sub(within.duration))
-    }
-
     /// The output rows of a match. `ONE ROW PER MATCH`: the partition key,
     /// then the measures. `ALL ROWS PER MATCH`: each matched row, then its
     /// (running) measures.
-    fn outputs(recognizer: &MatchRecognizer, partition: &Row, rows: &[Row], found: &Match) -> Vec<Row> {
+    pub(super) fn outputs(recognizer: &MatchRecognizer, partition: &Row, rows: &[Row], found: &Match) -> Vec<Row> {
         match recognizer.rows_per_match {
             RowsPerMatch::One => {
                 let measures = found.measures.first().map_or(&[][..], |row| row.datums());
@@ -123,6 +192,23 @@ impl MatchRecognize {
     }
 }
 
+/// The order of a partition's rows: event time, then the further `ORDER BY`
+/// columns, then the rest of the row, so that rows equal in every ordering
+/// column still take the same places on every run and worker.
+fn compare_rows(time_column: usize, order_by: &[OrderColumn], a: &Row, b: &Row) -> Ordering {
+    let time = |row: &Row| row.get(time_column).as_timestamp();
+    time(a)
+        .cmp(&time(b))
+        .then_with(|| {
+            order_by
+                .iter()
+                .map(|order| order.compare(a.get(order.column), b.get(order.column)))
+                .find(|ordering| ordering.is_ne())
+                .unwrap_or(Ordering::Equal)
+        })
+        .then_with(|| a.cmp(b))
+}
+
 impl TimedCore for MatchRecognize {
     type Input = (Row, Row);
 
@@ -130,15 +216,7 @@ impl TimedCore for MatchRecognize {
         let Some(ts) = self.order.admit(&row, context.watermark, context.dead_letters) else {
             return;
         };
-        let time_column = self.order.time_column;
-        let state = self.partitions.entry(partition).or_insert_with(|| Partition {
-            pending: BTreeMap::new(),
-            rows: Vec::new(),
-            matches: Vec::new(),
-            emitted: Vec::new(),
-            changed_from: None,
-            first_number: 1,
-        });
+        let state = self.partitions.entry(partition).or_default();
         let released = context.watermark != Millis::MIN && ts <= context.watermark;
         if !released {
             let count = state.pending.entry((ts, row)).or_default();
@@ -146,9 +224,12 @@ impl TimedCore for MatchRecognize {
             return;
         }
         // A late row or revision: change the ordered rows in place.
-        let key = |r: &Row| (r.get(time_column).as_timestamp().unwrap_or(Millis::MIN), r.clone());
-        let position = state.rows.partition_point(|r| key(r) < (ts, row.clone()));
+        let (time_column, order_by) = (self.order.time_column, self.recognizer.order_by());
+        let position = state.rows.partition_point(|r| compare_rows(time_column, order_by, r, &row).is_lt());
         if diff > 0 {
+            if position < state.rows.len() {
+                state.changed_from = Some(state.changed_from.map_or(position, |c| c.min(position)));
+            }
             state.rows.splice(position..position, std::iter::repeat_n(row, diff as usize));
         } else {
             let copies = state.rows[position..]
@@ -156,51 +237,42 @@ impl TimedCore for MatchRecognize {
                 .take_while(|r| **r == row)
                 .count()
                 .min(diff.unsigned_abs() as usize);
+            if copies > 0 {
+                state.changed_from = Some(state.changed_from.map_or(position, |c| c.min(position)));
+            }
             state.rows.drain(position..position + copies);
         }
-        state.changed_from = Some(state.changed_from.map_or(position, |c| c.min(position)));
     }
 
     fn on_epoch_end(&mut self, _epoch: Epoch, context: &mut CoreContext) {
         let watermark = context.watermark;
-        let horizon = self.horizon(watermark);
-        let (recognizer, time_column) = (&self.recognizer, self.order.time_column);
+        let late_before = self.order.late_before(watermark);
+        let (recognizer, time_column, origin) = (&self.recognizer, self.order.time_column, &self.order.origin);
+        let compare = |a: &Row, b: &Row| compare_rows(time_column, recognizer.order_by(), a, b);
         for (partition, state) in &mut self.partitions {
-            // Release what the watermark passed: all of it is later than every released row.
-            let from = state.rows.len();
+            // Release what the watermark passed: all of it is later than every
+            // released row. It comes ordered by time, then by value.
+            let released = state.rows.len();
             for ((_, row), count) in release_passed(&mut state.pending, watermark) {
                 state.rows.extend(std::iter::repeat_n(row, count.max(0) as usize));
             }
-            if state.rows.len() > from {
-                state.changed_from = Some(state.changed_from.map_or(from, |c| c.min(from)));
+            if !recognizer.order_by().is_empty() {
+                state.rows[released..].sort_by(|a, b| compare(a, b));
             }
-            if let Some(changed) = state.changed_from.take() {
-                let earliest = recognizer.earliest_affected_start(&state.rows, changed);
-                let resumed = resume(&state.matches, earliest, state.first_number);
-                let scan = recognizer.find_matches(&state.rows, resumed.start, resumed.match_number);
-                state.matches.truncate(resumed.kept);
-                for old in state.emitted.drain(resumed.kept..) {
-                    context.output.extend(old.into_iter().map(|row| (row, -1)));
+            state.rematch(partition, recognizer, &mut self.buffers, context, origin);
+            if let Some(late_before) = late_before {
+                // No search starting more than WITHIN before the first time a
+                // change may come from can take another row.
+                if let Some(within) = recognizer.within {
+                    state.walk.expire(late_before.saturating_sub(within.duration));
                 }
-                for found in &scan.matches {
-                    let rows = Self::outputs(recognizer, partition, &state.rows, found);
-                    context.output.extend(rows.iter().map(|row| (row.clone(), 1)));
-                    state.emitted.push(rows);
-                }
-                state.matches.extend(scan.matches);
-                for failure in scan.failures {
-                    context.dead_letters.push(DeadLetter {
-                        origin: self.order.origin.clone(),
-                        reason: DeadLetterReason::Eval,
-                        detail: failure.message.to_string(),
-                        position: "MATCH_RECOGNIZE".into(),
-                        record: state.rows.get(failure.row).map_or_else(String::new, ToString::to_string),
-                    });
-                }
-            }
-            if let Some(horizon) = horizon {
-                let behind = state.rows.partition_point(|r| r.get(time_column).as_timestamp().is_some_and(|ts| ts < horizon));
-                state.trim(behind.saturating_sub(recognizer.lookback()));
+                // Every change comes at or after this row, so the searches before
+                // `settled` stand; the others, and PREV from them, need their rows.
+                let changeable = state
+                    .rows
+                    .partition_point(|r| r.get(time_column).as_timestamp().is_some_and(|ts| ts < late_before));
+                let settled = recognizer.earliest_affected_start(&state.rows, changeable);
+                state.trim(settled.min(state.walk.first_open()).saturating_sub(recognizer.lookback()));
             }
         }
         self.partitions
@@ -211,7 +283,7 @@ impl TimedCore for MatchRecognize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cep::{BinaryOp, MatchExpr, MatchSpec, Within};
+    use crate::cep::{BinaryOp, MatchExpr, MatchSpec, OrderColumn, Within};
     use carbonflow_core::Datum;
 
     const MINUTE: Millis = 60_000;
@@ -262,6 +334,103 @@ mod tests {
         // so a partition holds at most about two WITHIN spans: 2 x 11 ticks here.
         assert!(most <= 23, "held {most} rows");
         assert!(most >= 11, "held {most} rows: less than one WITHIN span cannot be right");
+    }
+
+    /// Appended rows resume the open searches instead of rescanning: a row
+    /// every open search stumbles over is reported once, in the epoch that
+    /// releases it, although later epochs' searches cover it too.
+    #[test]
+    fn appended_rows_are_examined_once() {
+        let mut spec = MatchSpec::parse("A B+ C").unwrap();
+        let c = spec.var("C");
+        // 10 / (price - 7) fails on price 7.
+        let ratio = MatchExpr::binary(
+            BinaryOp::Divide,
+            MatchExpr::literal(Datum::Int(10)),
+            MatchExpr::binary(BinaryOp::Subtract, MatchExpr::column(c, 0), MatchExpr::literal(Datum::Int(7))),
+        );
+        spec.define
+            .push((c.unwrap(), MatchExpr::binary(BinaryOp::Gt, ratio, MatchExpr::literal(Datum::Int(20)))));
+        spec.within = Some(Within {
+            duration: 10 * MINUTE,
+            time_column: 1,
+        });
+        let mut core = MatchRecognize::new("test", MatchRecognizer::new(spec).unwrap(), 1, 0);
+        let (mut output, mut dead) = (Vec::new(), Vec::new());
+        for minute in 0..40 {
+            let mut context = CoreContext {
+                watermark: minute * MINUTE,
+                output: &mut output,
+                dead_letters: &mut dead,
+            };
+            let price = if minute == 15 { 7 } else { 1 };
+            let row = Row::new(vec![Datum::Int(price), Datum::Timestamp((minute + 1) * MINUTE)]);
+            core.on_update((Row::new(vec![Datum::string("N")]), row), 1, &mut context);
+            context.watermark = (minute + 1) * MINUTE;
+            core.on_epoch_end(minute as u64, &mut context);
+        }
+        assert!(output.is_empty(), "no price is more than 20 x 10 / (price - 7)");
+        let failed: Vec<&str> = dead.iter().map(|letter| letter.record.as_str()).collect();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert!(failed[0].starts_with('7'), "{failed:?}");
+    }
+
+    /// `ORDER BY ts, seq [DESC]` over `(price, ts, seq)`: `A B` with
+    /// `A AS price = 1, B AS price = 2`, measuring B's `seq`. Three rows share
+    /// one time; the third arrives late, in place. Ordered by value instead
+    /// the answer would be B = seq 1 both ways.
+    #[test]
+    fn rows_of_equal_time_follow_the_further_order_by_columns() {
+        let run = |descending: bool| {
+            let mut spec = MatchSpec::parse("A B").unwrap();
+            let (a, b) = (spec.var("A"), spec.var("B"));
+            let price_is = |var, price| MatchExpr::binary(BinaryOp::Eq, MatchExpr::column(var, 0), MatchExpr::literal(Datum::Int(price)));
+            spec.define = vec![(a.unwrap(), price_is(a, 1)), (b.unwrap(), price_is(b, 2))];
+            spec.measures = vec![MatchExpr::column(b, 2).into_final()];
+            spec.order_by = vec![OrderColumn {
+                column: 2,
+                descending,
+                nulls_first: !descending,
+            }];
+            let mut core = MatchRecognize::new("test", MatchRecognizer::new(spec).unwrap(), 1, 0);
+            let (mut output, mut dead) = (Vec::new(), Vec::new());
+            let tick = |price, seq| {
+                (
+                    Row::new(vec![Datum::string("N")]),
+                    Row::new(vec![Datum::Int(price), Datum::Timestamp(MINUTE), Datum::Int(seq)]),
+                )
+            };
+            let epochs = [(Millis::MIN, vec![tick(2, 1), tick(1, 3)]), (MINUTE, vec![tick(2, 5)])];
+            let mut after_each_epoch = Vec::new();
+            for (epoch, (watermark, ticks)) in epochs.into_iter().enumerate() {
+                let mut context = CoreContext {
+                    watermark,
+                    output: &mut output,
+                    dead_letters: &mut dead,
+                };
+                for tick in ticks {
+                    core.on_update(tick, 1, &mut context);
+                }
+                context.watermark = MINUTE;
+                core.on_epoch_end(epoch as u64, &mut context);
+                let mut net: Vec<(Row, Diff)> = Vec::new();
+                for (row, diff) in &output {
+                    match net.iter_mut().find(|(known, _)| known == row) {
+                        Some((_, total)) => *total += diff,
+                        None => net.push((row.clone(), *diff)),
+                    }
+                }
+                net.retain(|(_, diff)| *diff != 0);
+                after_each_epoch.push(net);
+            }
+            assert!(dead.is_empty());
+            after_each_epoch
+        };
+        let measured = |seq: i64| vec![(Row::new(vec![Datum::string("N"), Datum::Int(seq)]), 1)];
+        // seq 1 (price 2), seq 3 (price 1); then seq 5 (price 2) after them.
+        assert_eq!(run(false), [vec![], measured(5)]);
+        // seq 3 (price 1), seq 1 (price 2); then seq 5 before them: the match stays.
+        assert_eq!(run(true), [measured(1), measured(1)]);
     }
 
     #[test]

@@ -1,10 +1,24 @@
 //! The Pike VM that finds the preferred match at one start row (see "How
 //! matching works" in the parent module).
 //!
-//! Threads live in lists ordered by preference. A thread records its path
-//! (every row's variable) as a node in an arena shared by all threads of the
-//! search, so forking is copying an index; its merge key is a node in a second,
-//! hash-consed arena that holds only the rows whose variables conditions read.
+//! A [`Search`] holds the thread list of one start row, ordered by
+//! preference. It runs until its threads die or the rows run out; in the
+//! latter case it keeps its threads and [`Search::run`] resumes it when more
+//! rows have been appended, so a stream of rows costs each search only the
+//! rows it examines, once. A thread records its path (every row's variable)
+//! as a node in an arena of the search, so forking is copying an index; its
+//! merge key is a node in a second arena that holds only the rows whose
+//! variables conditions read. Everything a search holds counts rows from its
+//! start row, so dropping rows in front of it only moves its start
+//! ([`Search::shift`]).
+//!
+//! Merge keys are canonical: a key node is `(variable, row, parent key)`, and
+//! every node for a row is made while the threads step over that row, so one
+//! small table per step ([`Buffers`]) gives equal keys equal indices. Two
+//! threads at one instruction with equal keys are then found with one stamp
+//! per instruction; a set is needed only for the second key at an
+//! instruction, or when the pattern has nullable loops (their iteration
+//! slots join the key).
 
 use std::ops::ControlFlow;
 
@@ -18,189 +32,176 @@ use super::{EvalFailure, MatchRecognizer, Within, event_time};
 /// "No node" / "not inside an iteration".
 const NONE: usize = usize::MAX;
 
+/// Interned key nodes of one step kept in a list before they spill into a map.
+const SMALL_STEP_TABLE: usize = 8;
+
 #[derive(Clone, Debug)]
 struct Thread {
     pc: usize,
-    /// The newest node of the thread's path in `Searcher::paths`.
+    /// The newest node of the thread's path in `Search::paths`.
     path: usize,
-    /// The newest node of the thread's merge key in `Searcher::keys`.
+    /// The newest node of the thread's merge key in `Search::keys`.
     key: usize,
-    /// Per nullable loop, the row where its current iteration began.
+    /// Per nullable loop, the row (counted from the start) where its current iteration began.
     slots: Vec<usize>,
 }
 
+#[derive(Clone, Debug)]
 struct PathNode {
     var: VarId,
     parent: usize,
 }
 
+#[derive(Clone, Copy, Debug)]
 struct KeyNode {
     var: VarId,
-    row: usize,
+    /// The row, counted from the search's start row.
+    offset: usize,
     parent: usize,
 }
 
-/// Searches one partition, one start row at a time, reusing its buffers.
-pub(super) struct Searcher<'a> {
-    recognizer: &'a MatchRecognizer,
-    rows: &'a [Row],
-    /// Whether threads at one instruction can differ (merge keys or slots);
-    /// if not, "first at this instruction" is a stamp per instruction.
-    keyed: bool,
+/// The search for the preferred match at one start row, resumable where the rows ran out.
+#[derive(Clone, Debug)]
+pub(super) struct Search {
+    start: usize,
+    /// `WITHIN` and the start row's event time (`None`: no row may join).
+    window: Option<(Within, Option<Millis>)>,
+    /// The row the threads wait for, counted from the start row.
+    offset: usize,
+    /// The live threads in preference order; only `Var` threads once `run` returns.
+    threads: Vec<Thread>,
+    /// The most preferred complete match so far: its path and length.
+    best: Option<(usize, usize)>,
     paths: Vec<PathNode>,
     keys: Vec<KeyNode>,
-    key_ids: HashMap<(VarId, usize, usize), usize>,
-    current: Vec<Thread>,
-    next: Vec<Thread>,
-    stack: Vec<Thread>,
-    stamps: Vec<u64>,
-    generation: u64,
-    seen: HashSet<(usize, usize, Vec<usize>)>,
 }
 
-impl<'a> Searcher<'a> {
-    pub(super) fn new(recognizer: &'a MatchRecognizer, rows: &'a [Row]) -> Self {
-        Searcher {
-            recognizer,
-            rows,
-            keyed: recognizer.program.slots > 0 || recognizer.history.iter().any(|read| *read),
+impl Search {
+    /// A search at `start`, before it examined any row.
+    pub(super) fn new(recognizer: &MatchRecognizer, rows: &[Row], start: usize, buffers: &mut Buffers) -> Search {
+        let window = recognizer
+            .within
+            .map(|within| (within, rows.get(start).and_then(|row| event_time(row, within.time_column))));
+        let mut search = Search {
+            start,
+            window,
+            offset: 0,
+            threads: Vec::new(),
+            best: None,
             paths: Vec::new(),
             keys: Vec::new(),
-            key_ids: HashMap::default(),
-            current: Vec::new(),
-            next: Vec::new(),
-            stack: Vec::new(),
-            stamps: vec![0; recognizer.program.insts.len()],
-            generation: 0,
-            seen: HashSet::default(),
-        }
-    }
-
-    /// The preferred match starting at `start`, as its end (exclusive) and
-    /// the variable of each row; `end == start` for an empty match.
-    pub(super) fn search(&mut self, start: usize, match_number: u64, failures: &mut Vec<EvalFailure>) -> Option<(usize, Vec<VarId>)> {
-        let recognizer = self.recognizer;
-        let insts = &recognizer.program.insts;
-        self.paths.clear();
-        self.keys.clear();
-        self.key_ids.clear();
-        let window = self.recognizer.within.map(|within| (within, event_time(&self.rows[start], within.time_column)));
-        let mut current = std::mem::take(&mut self.current);
-        let mut next = std::mem::take(&mut self.next);
-        current.clear();
-        self.new_list();
+        };
+        buffers.new_list();
         let initial = Thread {
             pc: 0,
             path: NONE,
             key: NONE,
-            slots: vec![NONE; self.recognizer.program.slots],
+            slots: vec![NONE; recognizer.program.slots],
         };
-        self.add(&mut current, initial, start);
+        let mut threads = std::mem::take(&mut search.threads);
+        buffers.add(recognizer, &mut threads, initial, 0);
+        search.threads = threads;
+        search
+    }
 
-        let mut best = None;
-        let mut pos = start;
-        while !current.is_empty() {
+    /// The start row.
+    pub(super) fn start(&self) -> usize {
+        self.start
+    }
+
+    /// Whether the outcome is final: every thread has died.
+    pub(super) fn is_done(&self) -> bool {
+        self.threads.is_empty()
+    }
+
+    /// The preferred match found so far, as its path node and length; final
+    /// once [`Self::is_done`]. Equal values mean the same mapping.
+    pub(super) fn best(&self) -> Option<(usize, usize)> {
+        self.best
+    }
+
+    /// Steps the threads over the rows from where they wait to the end of
+    /// `rows`, whose earlier rows must be the ones already examined.
+    pub(super) fn run(&mut self, recognizer: &MatchRecognizer, rows: &[Row], match_number: u64, buffers: &mut Buffers, failures: &mut Vec<EvalFailure>) {
+        let insts = &recognizer.program.insts;
+        let mut next = std::mem::take(&mut buffers.list);
+        while !self.threads.is_empty() {
+            let pos = self.start + self.offset;
+            if pos >= rows.len() {
+                // Out of rows: an accepting thread is decided (only more
+                // preferred threads, which wait for rows, can still beat it).
+                if let Some(accepting) = self.threads.iter().position(|thread| insts[thread.pc] == Inst::Accept) {
+                    self.best = Some((self.threads[accepting].path, self.offset));
+                    self.threads.truncate(accepting);
+                }
+                break;
+            }
             next.clear();
-            self.new_list();
-            let consumable = pos < self.rows.len() && in_window(window, &self.rows[pos]);
+            buffers.new_list();
+            let consumable = in_window(self.window, &rows[pos]);
+            let current = std::mem::take(&mut self.threads);
             for thread in &current {
                 match insts[thread.pc] {
                     // Everything behind an accepting thread is less preferred.
                     Inst::Accept => {
-                        best = Some((thread.path, pos));
+                        self.best = Some((thread.path, self.offset));
                         break;
                     }
                     Inst::Var(var) => {
-                        if consumable && self.holds(var, thread, start, pos, match_number, failures) {
-                            let advanced = self.advance(thread, var, pos);
-                            self.add(&mut next, advanced, pos + 1);
+                        if consumable && self.holds(recognizer, rows, var, thread, match_number, failures) {
+                            let advanced = self.advance(recognizer, thread, var, buffers);
+                            buffers.add(recognizer, &mut next, advanced, self.offset + 1);
                         }
                     }
                     _ => unreachable!("thread lists hold only Var and Accept threads"),
                 }
             }
-            std::mem::swap(&mut current, &mut next);
-            pos += 1;
+            self.threads = std::mem::replace(&mut next, current);
+            self.offset += 1;
         }
-        self.current = current;
-        self.next = next;
-        best.map(|(path, end)| (end, self.labels(path, end - start)))
+        buffers.list = next;
     }
 
-    fn new_list(&mut self) {
-        self.generation += 1;
-        self.seen.clear();
+    /// Ends the search as if the partition ended here.
+    pub(super) fn finish(&mut self) {
+        self.threads.clear();
     }
 
-    /// Whether no more preferred thread with the same future reached this
-    /// instruction for the list being built.
-    fn first_visit(&mut self, thread: &Thread) -> bool {
-        if self.keyed {
-            self.seen.insert((thread.pc, thread.key, thread.slots.clone()))
-        } else {
-            let stamp = &mut self.stamps[thread.pc];
-            let first = *stamp != self.generation;
-            *stamp = self.generation;
-            first
+    /// Ends the search if no row at or after event time `horizon + WITHIN`
+    /// can join it: its start row is older than `horizon`.
+    pub(super) fn expire(&mut self, horizon: Millis) {
+        if let Some((_, start_time)) = self.window
+            && start_time.is_none_or(|time| time < horizon)
+        {
+            self.finish();
         }
     }
 
-    /// Adds `thread` and every thread it reaches without consuming a row to
-    /// `list`, in preference order (depth first, preferred branch first).
-    fn add(&mut self, list: &mut Vec<Thread>, thread: Thread, pos: usize) {
-        self.stack.push(thread);
-        while let Some(mut thread) = self.stack.pop() {
-            if !self.first_visit(&thread) {
-                continue;
-            }
-            match self.recognizer.program.insts[thread.pc] {
-                Inst::Var(_) | Inst::Accept => list.push(thread),
-                Inst::Jump(target) => {
-                    thread.pc = target as usize;
-                    self.stack.push(thread);
-                }
-                Inst::Split(preferred, other) => {
-                    let mut second = thread.clone();
-                    second.pc = other as usize;
-                    self.stack.push(second);
-                    thread.pc = preferred as usize;
-                    self.stack.push(thread);
-                }
-                Inst::Mark(slot) => {
-                    thread.slots[usize::from(slot)] = pos;
-                    thread.pc += 1;
-                    self.stack.push(thread);
-                }
-                Inst::Check(slot) => {
-                    // An iteration beyond the minimum that consumed nothing dies.
-                    if thread.slots[usize::from(slot)] != pos {
-                        thread.slots[usize::from(slot)] = NONE;
-                        thread.pc += 1;
-                        self.stack.push(thread);
-                    }
-                }
-            }
-        }
+    /// `cut` rows were dropped in front of the start row.
+    pub(super) fn shift(&mut self, cut: usize) {
+        self.start -= cut;
     }
 
-    /// Whether `var`'s condition is TRUE for row `pos` after the thread's path.
-    fn holds(&self, var: VarId, thread: &Thread, start: usize, pos: usize, match_number: u64, failures: &mut Vec<EvalFailure>) -> bool {
-        let Some(condition) = &self.recognizer.conditions[var.index()] else {
+    /// Whether `var`'s condition is TRUE for the row the threads wait for after the thread's path.
+    fn holds(&self, recognizer: &MatchRecognizer, rows: &[Row], var: VarId, thread: &Thread, match_number: u64, failures: &mut Vec<EvalFailure>) -> bool {
+        let Some(condition) = &recognizer.conditions[var.index()] else {
             return true;
         };
+        let pos = self.start + self.offset;
         let scope = Scope {
-            rows: self.rows,
-            start,
+            rows,
+            start: self.start,
             current: pos,
             last: pos,
             labels: KeyLabels {
                 nodes: &self.keys,
                 key: thread.key,
+                start: self.start,
                 current: pos,
                 var,
             },
             match_number,
-            names: &self.recognizer.names,
+            names: &recognizer.names,
         };
         scope.holds(condition).unwrap_or_else(|error| {
             failures.push(EvalFailure { row: pos, message: error.0 });
@@ -208,15 +209,15 @@ impl<'a> Searcher<'a> {
         })
     }
 
-    /// The thread after mapping row `pos` to `var`.
-    fn advance(&mut self, thread: &Thread, var: VarId, pos: usize) -> Thread {
+    /// The thread after mapping the row the threads wait for to `var`.
+    fn advance(&mut self, recognizer: &MatchRecognizer, thread: &Thread, var: VarId, buffers: &mut Buffers) -> Thread {
         self.paths.push(PathNode { var, parent: thread.path });
-        let key = if self.recognizer.history[var.index()] {
-            let keys = &mut self.keys;
-            *self.key_ids.entry((var, pos, thread.key)).or_insert_with(|| {
+        let key = if recognizer.history[var.index()] {
+            let (keys, offset) = (&mut self.keys, self.offset);
+            buffers.intern(var, thread.key, || {
                 keys.push(KeyNode {
                     var,
-                    row: pos,
+                    offset,
                     parent: thread.key,
                 });
                 keys.len() - 1
@@ -233,7 +234,7 @@ impl<'a> Searcher<'a> {
     }
 
     /// The variables of the `len` rows on the path ending at `path`, in row order.
-    fn labels(&self, mut path: usize, len: usize) -> Vec<VarId> {
+    pub(super) fn labels(&self, mut path: usize, len: usize) -> Vec<VarId> {
         let mut labels = Vec::with_capacity(len);
         while path != NONE {
             let node = &self.paths[path];
@@ -243,6 +244,111 @@ impl<'a> Searcher<'a> {
         labels.reverse();
         debug_assert_eq!(labels.len(), len, "one variable per matched row");
         labels
+    }
+}
+
+/// Buffers every search of a recognizer reuses while it builds thread lists.
+#[derive(Debug, Default)]
+pub struct Buffers {
+    stack: Vec<Thread>,
+    /// The spare thread list a step builds into.
+    list: Vec<Thread>,
+    /// Per instruction: the list being built when a thread last reached it, and that thread's key.
+    stamps: Vec<(u64, usize)>,
+    generation: u64,
+    /// Threads beyond the first at an instruction in the list being built
+    /// (every thread when the pattern has nullable loops).
+    seen: HashSet<(usize, usize, Vec<usize>)>,
+    /// Key nodes made in this step, by variable and parent key.
+    step_keys: Vec<(VarId, usize, usize)>,
+    step_keys_spilled: HashMap<(VarId, usize), usize>,
+}
+
+impl Buffers {
+    /// Starts building a thread list for the next row.
+    fn new_list(&mut self) {
+        self.generation += 1;
+        if !self.seen.is_empty() {
+            self.seen.clear();
+        }
+        self.step_keys.clear();
+        if !self.step_keys_spilled.is_empty() {
+            self.step_keys_spilled.clear();
+        }
+    }
+
+    /// The key node `(var, this step's row, parent)`, made by `make` the first time.
+    fn intern(&mut self, var: VarId, parent: usize, make: impl FnOnce() -> usize) -> usize {
+        if let Some(&(_, _, node)) = self.step_keys.iter().find(|(v, p, _)| *v == var && *p == parent) {
+            return node;
+        }
+        if self.step_keys.len() < SMALL_STEP_TABLE {
+            let node = make();
+            self.step_keys.push((var, parent, node));
+            node
+        } else {
+            *self.step_keys_spilled.entry((var, parent)).or_insert_with(make)
+        }
+    }
+
+    /// Whether no more preferred thread with the same future reached this
+    /// instruction for the list being built.
+    fn first_visit(&mut self, thread: &Thread) -> bool {
+        if !thread.slots.is_empty() {
+            return self.seen.insert((thread.pc, thread.key, thread.slots.clone()));
+        }
+        let stamp = &mut self.stamps[thread.pc];
+        if stamp.0 != self.generation {
+            *stamp = (self.generation, thread.key);
+            true
+        } else if stamp.1 == thread.key {
+            false
+        } else {
+            self.seen.insert((thread.pc, thread.key, Vec::new()))
+        }
+    }
+
+    /// Adds `thread` and every thread it reaches without consuming a row to
+    /// `list`, in preference order (depth first, preferred branch first).
+    /// `offset` is the row the list waits for, counted from the start row.
+    fn add(&mut self, recognizer: &MatchRecognizer, list: &mut Vec<Thread>, thread: Thread, offset: usize) {
+        let insts = &recognizer.program.insts;
+        if self.stamps.len() < insts.len() {
+            self.stamps.resize(insts.len(), (0, NONE));
+        }
+        self.stack.push(thread);
+        while let Some(mut thread) = self.stack.pop() {
+            if !self.first_visit(&thread) {
+                continue;
+            }
+            match insts[thread.pc] {
+                Inst::Var(_) | Inst::Accept => list.push(thread),
+                Inst::Jump(target) => {
+                    thread.pc = target as usize;
+                    self.stack.push(thread);
+                }
+                Inst::Split(preferred, other) => {
+                    let mut second = thread.clone();
+                    second.pc = other as usize;
+                    self.stack.push(second);
+                    thread.pc = preferred as usize;
+                    self.stack.push(thread);
+                }
+                Inst::Mark(slot) => {
+                    thread.slots[usize::from(slot)] = offset;
+                    thread.pc += 1;
+                    self.stack.push(thread);
+                }
+                Inst::Check(slot) => {
+                    // An iteration beyond the minimum that consumed nothing dies.
+                    if thread.slots[usize::from(slot)] != offset {
+                        thread.slots[usize::from(slot)] = NONE;
+                        thread.pc += 1;
+                        self.stack.push(thread);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -263,6 +369,7 @@ fn in_window(window: Option<(Within, Option<Millis>)>, row: &Row) -> bool {
 struct KeyLabels<'a> {
     nodes: &'a [KeyNode],
     key: usize,
+    start: usize,
     current: usize,
     var: VarId,
 }
@@ -275,8 +382,8 @@ impl Labels for KeyLabels<'_> {
         }
         let mut node = self.key;
         while node != NONE {
-            let KeyNode { var: label, row, parent } = self.nodes[node];
-            if label == var && f(row).is_break() {
+            let KeyNode { var: label, offset, parent } = self.nodes[node];
+            if label == var && f(self.start + offset).is_break() {
                 return;
             }
             node = parent;

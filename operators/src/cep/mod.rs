@@ -80,7 +80,10 @@
 //! * **Alternation, groups, reluctant `??`.** `(A B | C D)+ E` and `A??` are
 //!   accepted; Flink rejects them.
 //! * **`ALL ROWS PER MATCH` and `CLASSIFIER()`** are supported, RUNNING by
-//!   default; Flink has only `ONE ROW PER MATCH` and FINAL measures.
+//!   default and FINAL where asked; Flink has only `ONE ROW PER MATCH` and
+//!   FINAL measures (where RUNNING and FINAL agree). With prices 10, 11, 20, 5
+//!   and `A B+ C` (B rising, C falling), `LAST(B.price)` over the four output
+//!   rows is NULL, 11, 20, 20 and `FINAL LAST(B.price)` is 20 on each.
 //! * **Patterns that can match empty** (`A*`, `A? B*`) are accepted and their
 //!   empty matches omitted; Flink rejects such patterns.
 //! * **`WITHIN` at the limit.** Flink's runtime drops a partial match once
@@ -128,16 +131,23 @@
 //!
 //! # Incremental recomputation
 //!
-//! A revision or retraction changes one row; the wrapper recomputes only the
-//! matches that can have changed. The search is a walk: start at row 0; a
-//! search from `s` either fails (next start `s + 1`) or yields a match (next
-//! start from `AFTER MATCH SKIP`, recorded as [`Match::next_start`]). A search
-//! from `s` reads rows `s - lookback ..= e + lookahead`, where `e` is the last
-//! row it examined ([`MatchRecognizer::lookback`] and
-//! [`MatchRecognizer::lookahead`] are the largest physical offsets in the
-//! expressions), and `e` is bounded by `WITHIN` and by the pattern's maximal length.
+//! The search is a walk: start at row 0; a search from `s` either fails
+//! (next start `s + 1`) or yields a match (next start from `AFTER MATCH
+//! SKIP`, recorded as [`Match::next_start`]). A search from `s` reads rows
+//! `s - lookback ..= e + lookahead`, where `e` is the last row it examined
+//! ([`MatchRecognizer::lookback`] and [`MatchRecognizer::lookahead`] are the
+//! largest physical offsets in the expressions), and `e` is bounded by
+//! `WITHIN` and by the pattern's maximal length.
 //!
-//! When rows `0..i` are unchanged and row `i` is inserted, deleted or revised:
+//! **Appended rows** (the common case: the watermark releases rows later
+//! than every row before them) continue a [`Walk`]: the searches that ran
+//! out of rows keep their threads and step over the new rows, and nothing
+//! else runs again ([`MatchRecognizer::advance`]; see the `walk` module).
+//!
+//! **A change in place** (a revision, a retraction, a late row within the
+//! allowed lateness) or appended rows that an expression reads ahead
+//! (`NEXT`) restart the walk. When rows `0..i` are unchanged and row `i` is
+//! inserted, deleted or revised:
 //!
 //! 1. [`MatchRecognizer::earliest_affected_start`]`(rows, i)` is the first start
 //!    whose search may read row `i` or later; every search from an earlier
@@ -146,32 +156,35 @@
 //! 2. [`resume`]`(old_matches, earliest, 1)` finds where the old walk crossed
 //!    that point: the old matches before it are kept, and the walk restarts at
 //!    `earliest` or, if an old match's skip jumped over it, at that skip's
-//!    target, with the next match number.
-//! 3. [`MatchRecognizer::find_matches`] from there gives the new tail; the
-//!    wrapper retracts the old tail and inserts the new one (or diffs them).
+//!    target, with the next match number ([`Walk::restart`]).
+//! 3. [`MatchRecognizer::advance`] (or [`MatchRecognizer::find_matches`])
+//!    from there gives the new tail; the wrapper retracts the old tail and
+//!    inserts the new one.
 //!
-//! Without `WITHIN` and with an unbounded pattern step 1 returns 0. The tail
-//! can stop early when the new walk reaches a start that the old walk also
-//! visited, beyond `i + lookback` (shifted by the insertion or deletion), with
-//! the same match number, or with any number if no measure uses
-//! `MATCH_NUMBER()` ([`MatchRecognizer::uses_match_number`]): from there on both
-//! walks read the same rows. The wrapper can drop rows from the front of a
-//! partition once no future start can reach them: rows older than the oldest
-//! possible start minus `lookback`, the start being bounded by the watermark
-//! minus `WITHIN`. Dropping fewer keeps `PREV` exact.
+//! Without `WITHIN` and with an unbounded pattern step 1 returns 0. The same
+//! bound says which rows the wrapper may drop from the front of a
+//! partition: every future change comes at or after the first row not
+//! older than the allowed lateness behind the watermark, so the searches
+//! before `earliest_affected_start` of that row stand, and the rows before
+//! them, minus `lookback` for `PREV`, are no longer read.
 
 pub mod dataflow;
 pub mod expr;
 mod matcher;
 pub mod pattern;
+mod walk;
 
 #[cfg(test)]
 mod tests;
 
+use std::cmp::Ordering;
+
 use carbonflow_core::{Datum, Millis, Row, Str};
 
 pub use expr::{BinaryOp, EvalError, Logical, MatchAggregate, MatchExpr, Navigation, ScalarFunction, Semantics};
+pub use matcher::Buffers;
 pub use pattern::{Pattern, VarId};
+pub use walk::Walk;
 
 use expr::{Scope, SliceLabels};
 use pattern::Program;
@@ -248,8 +261,33 @@ pub struct Within {
     pub time_column: usize,
 }
 
-/// A bound `MATCH_RECOGNIZE` clause, minus `PARTITION BY` and `ORDER BY`
-/// (the wrapper's business).
+/// A further `ORDER BY` column (after the event time), e.g. `seq DESC`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OrderColumn {
+    /// The column.
+    pub column: usize,
+    /// `DESC`.
+    pub descending: bool,
+    /// Whether NULL comes before every value (`NULLS FIRST`) or after.
+    pub nulls_first: bool,
+}
+
+impl OrderColumn {
+    /// How `a` and `b`, values of the column, are ordered.
+    pub fn compare(&self, a: &Datum, b: &Datum) -> Ordering {
+        match (a.is_null(), b.is_null()) {
+            (true, true) => Ordering::Equal,
+            (true, false) if self.nulls_first => Ordering::Less,
+            (true, false) => Ordering::Greater,
+            (false, true) => self.compare(b, a).reverse(),
+            (false, false) if self.descending => b.cmp(a),
+            (false, false) => a.cmp(b),
+        }
+    }
+}
+
+/// A bound `MATCH_RECOGNIZE` clause, minus `PARTITION BY` and the ordering
+/// by event time (the wrapper's business).
 #[derive(Clone, Debug)]
 pub struct MatchSpec {
     /// The names of the pattern variables; [`VarId`] `i` is `variables[i]`.
@@ -266,6 +304,10 @@ pub struct MatchSpec {
     pub skip: AfterMatchSkip,
     /// `WITHIN`, if any.
     pub within: Option<Within>,
+    /// The `ORDER BY` columns after the event time, which order rows of
+    /// equal event time. The wrapper orders the rows; the matcher takes them
+    /// in order.
+    pub order_by: Vec<OrderColumn>,
 }
 
 impl MatchSpec {
@@ -283,6 +325,7 @@ impl MatchSpec {
             rows_per_match: RowsPerMatch::One,
             skip: AfterMatchSkip::PastLastRow,
             within: None,
+            order_by: Vec::new(),
         })
     }
 
@@ -375,10 +418,13 @@ pub struct MatchRecognizer {
     rows_per_match: RowsPerMatch,
     skip: AfterMatchSkip,
     within: Option<Within>,
+    order_by: Vec<OrderColumn>,
     max_len: Option<u64>,
     lookback: usize,
     lookahead: usize,
     uses_match_number: bool,
+    /// Whether a `DEFINE` condition reads `MATCH_NUMBER()`, so a search depends on its number.
+    define_uses_match_number: bool,
 }
 
 impl MatchRecognizer {
@@ -411,6 +457,7 @@ impl MatchRecognizer {
         let mut conditions = vec![None; vars];
         let mut history = vec![false; vars];
         let (mut lookback, mut lookahead, mut uses_match_number) = (0i64, 0i64, false);
+        let mut define_uses_match_number = false;
         let mut reach = |expr: &MatchExpr| {
             if let MatchExpr::Column(navigation) = expr {
                 lookback = lookback.max(-navigation.physical);
@@ -426,6 +473,7 @@ impl MatchRecognizer {
             let mut error = None;
             condition.visit(&mut |expr| {
                 reach(expr);
+                define_uses_match_number |= matches!(expr, MatchExpr::MatchNumber);
                 let (read, semantics, only_current) = match expr {
                     MatchExpr::Column(navigation) => (navigation.var, navigation.semantics, navigation.logical == Logical::Last(0)),
                     MatchExpr::Aggregate(aggregate) => (aggregate.var, aggregate.semantics, false),
@@ -473,10 +521,12 @@ impl MatchRecognizer {
             rows_per_match: spec.rows_per_match,
             skip: spec.skip,
             within: spec.within,
+            order_by: spec.order_by,
             max_len: spec.pattern.max_len(),
             lookback: usize::try_from(lookback).unwrap_or(usize::MAX),
             lookahead: usize::try_from(lookahead).unwrap_or(usize::MAX),
             uses_match_number,
+            define_uses_match_number,
         })
     }
 
@@ -485,32 +535,24 @@ impl MatchRecognizer {
     /// `find_matches(rows, 0, 1)` is the whole partition; other arguments come
     /// from [`resume`].
     pub fn find_matches(&self, rows: &[Row], from: usize, first_number: u64) -> Scan {
-        let mut searcher = matcher::Searcher::new(self, rows);
-        let mut scan = Scan::default();
-        let mut start = from;
-        let mut number = first_number;
-        while start < rows.len() {
-            match searcher.search(start, number, &mut scan.failures) {
-                Some((end, labels)) if end > start => {
-                    let next_start = self.next_start(start, end, &labels);
-                    let measures = self.measures(rows, start, &labels, number, &mut scan.failures);
-                    scan.matches.push(Match {
-                        number,
-                        start,
-                        end,
-                        labels,
-                        measures,
-                        next_start,
-                    });
-                    number += 1;
-                    start = next_start;
-                }
-                _ => start += 1,
-            }
+        let mut failures = Vec::new();
+        let matches = self.scan_to_end(rows, from, first_number, &mut failures);
+        failures.sort();
+        failures.dedup();
+        Scan { matches, failures }
+    }
+
+    /// The match of `start..start + labels.len()` with these variables and number.
+    fn found(&self, rows: &[Row], start: usize, labels: Vec<VarId>, number: u64, failures: &mut Vec<EvalFailure>) -> Match {
+        let end = start + labels.len();
+        Match {
+            number,
+            start,
+            end,
+            next_start: self.next_start(start, end, &labels),
+            measures: self.measures(rows, start, &labels, number, failures),
+            labels,
         }
-        scan.failures.sort();
-        scan.failures.dedup();
-        scan
     }
 
     /// The first start row whose search may read row `changed` or a later
@@ -546,6 +588,11 @@ impl MatchRecognizer {
             earliest = earliest.max(start);
         }
         earliest.min(changed)
+    }
+
+    /// The `ORDER BY` columns after the event time.
+    pub fn order_by(&self) -> &[OrderColumn] {
+        &self.order_by
     }
 
     /// The most rows before a match's first row that an expression can read (`PREV`).

@@ -1,7 +1,8 @@
 //! Binding `MATCH_RECOGNIZE` (Flink's syntax) to the CEP core's [`MatchSpec`].
 //!
 //! Supported now: `PARTITION BY` columns, `ORDER BY` the table's event-time
-//! column, `MEASURES`, `ONE ROW PER MATCH`, every `AFTER MATCH SKIP`, the
+//! column ascending then further columns (`ASC` / `DESC`, `NULLS FIRST` /
+//! `LAST`), `MEASURES`, `ONE ROW PER MATCH`, every `AFTER MATCH SKIP`, the
 //! full `PATTERN` grammar (concatenation, `|`, groups, greedy and reluctant
 //! quantifiers), `WITHIN INTERVAL`, and in `DEFINE` / `MEASURES`: columns of
 //! a variable (`A.price`) or of the current row (`price`), `PREV` / `NEXT`
@@ -10,8 +11,7 @@
 //! `MATCH_NUMBER()`, arithmetic, comparisons, `AND` / `OR` / `NOT`,
 //! `IS [NOT] NULL` and the scalar functions, with `ONE ROW PER MATCH`
 //! (partition columns, then FINAL measures) or `ALL ROWS PER MATCH` (every
-//! input column, then RUNNING measures). Ordering by further columns is
-//! refused with an error (not yet supported).
+//! input column, then RUNNING measures).
 
 use sqlparser::ast::{
     self, AfterMatchSkip as SqlSkip, Expr as Ast, FunctionArg, FunctionArgExpr, FunctionArguments, MatchRecognizePattern, MatchRecognizeSymbol,
@@ -20,11 +20,15 @@ use sqlparser::ast::{
 
 use carbonflow_core::{DataType, Datum, Field, Schema};
 use carbonflow_operators::aggregate::{AggregateFunction, AggregateSpec};
-use carbonflow_operators::cep::{AfterMatchSkip, MatchExpr, MatchRecognizer, MatchSpec, Pattern, RowsPerMatch, ScalarFunction, VarId, Within};
+use carbonflow_operators::cep::{
+    AfterMatchSkip, MatchAggregate, MatchExpr, MatchRecognizer, MatchSpec, Navigation, OrderColumn, Pattern, RowsPerMatch, ScalarFunction, Semantics, VarId,
+    Within,
+};
 
 use super::{Binder, Scope, binary_type, interval_millis, literal};
 use crate::plan::functions::Function;
 use crate::plan::{Node, Plan};
+use crate::sql::dialect;
 use crate::sql::{SqlError, SqlResult};
 
 impl Binder {
@@ -56,21 +60,7 @@ impl Binder {
             ));
         };
         let partition = scope.partition_columns(partition_by)?;
-        match order_by.as_slice() {
-            [only]
-                if matches!(&only.expr, Ast::Identifier(i) if scope.resolve(None, i).ok() == Some(time_column))
-                    && !matches!(only.options.sort, Some(ast::OrderBySort::Desc)) => {}
-            [] => return Err(SqlError::at(factor, "MATCH_RECOGNIZE needs ORDER BY the event-time column")),
-            [first, ..] => {
-                return Err(SqlError::at(
-                    &first.expr,
-                    format!(
-                        "ORDER BY must be the event-time column '{}' ascending, alone (further columns are not supported yet)",
-                        input.schema.fields[time_column].name
-                    ),
-                ));
-            }
-        }
+        let order_by = order_columns(order_by, &scope, time_column, &input.schema.fields[time_column].name, factor)?;
         let all_rows = matches!(rows_per_match, Some(SqlRowsPerMatch::AllRows(_)));
 
         let mut variables = Vec::new();
@@ -114,6 +104,7 @@ impl Binder {
             Some(SqlSkip::ToFirst(v)) => AfterMatchSkip::ToFirst(var(v)?),
             Some(SqlSkip::ToLast(v)) => AfterMatchSkip::ToLast(var(v)?),
         };
+        spec.order_by = order_by;
         spec.within = self
             .claim_within(symbols.first().map(|d| d.symbol.span), factor)?
             .map(|duration| Within { duration, time_column });
@@ -146,6 +137,43 @@ impl Binder {
             None => Ok(None),
         }
     }
+}
+
+/// `ORDER BY`: the event-time column ascending (as Flink requires), then
+/// any further columns, each `ASC` or `DESC` with `NULLS FIRST` or `LAST`
+/// (by default NULL orders before every value: first ascending, last
+/// descending).
+fn order_columns(order_by: &[ast::OrderByExpr], scope: &Scope, time_column: usize, time_name: &str, factor: &TableFactor) -> SqlResult<Vec<OrderColumn>> {
+    let column = |item: &ast::OrderByExpr| match &item.expr {
+        Ast::Identifier(ident) => scope.resolve(None, ident),
+        Ast::CompoundIdentifier(parts) if parts.len() == 2 => scope.resolve(Some(&parts[0]), &parts[1]),
+        other => Err(SqlError::at(other, "MATCH_RECOGNIZE orders by columns, not expressions")),
+    };
+    let Some((first, further)) = order_by.split_first() else {
+        return Err(SqlError::at(factor, "MATCH_RECOGNIZE needs ORDER BY the event-time column"));
+    };
+    let descending = |item: &ast::OrderByExpr| match &item.options.sort {
+        None | Some(ast::OrderBySort::Asc) => Ok(false),
+        Some(ast::OrderBySort::Desc) => Ok(true),
+        Some(ast::OrderBySort::Using(_)) => Err(SqlError::at(&item.expr, "ORDER BY ... USING is not supported")),
+    };
+    if column(first).ok() != Some(time_column) || descending(first)? {
+        return Err(SqlError::at(
+            &first.expr,
+            format!("ORDER BY must start with the event-time column '{time_name}' ascending"),
+        ));
+    }
+    further
+        .iter()
+        .map(|item| {
+            let descending = descending(item)?;
+            Ok(OrderColumn {
+                column: column(item)?,
+                descending,
+                nulls_first: item.options.nulls_first.unwrap_or(!descending),
+            })
+        })
+        .collect()
 }
 
 fn scope_name(scope: &Scope, column: usize) -> String {
@@ -285,8 +313,18 @@ impl MatchContext<'_> {
             return Err(SqlError::at(ast, "OVER and FILTER are not supported inside MATCH_RECOGNIZE"));
         }
         let distinct = matches!(&function.args, FunctionArguments::List(list) if matches!(list.duplicate_treatment, Some(ast::DuplicateTreatment::Distinct)));
+        // `COUNT(*)` and `COUNT(A.*)`: sqlparser passes the star as its own kind of argument.
+        let star = match &function.args {
+            FunctionArguments::List(list) => match list.args.as_slice() {
+                [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] => Some(None),
+                [FunctionArg::Unnamed(FunctionArgExpr::QualifiedWildcard(qualifier))] => Some(Some(qualifier)),
+                _ => None,
+            },
+            _ => None,
+        };
         let args: Vec<&Ast> = match &function.args {
             FunctionArguments::None => vec![],
+            FunctionArguments::List(_) if star.is_some() => vec![],
             FunctionArguments::List(list) => list
                 .args
                 .iter()
@@ -312,6 +350,20 @@ impl MatchContext<'_> {
                 let Some(target) = args.first() else {
                     return Err(SqlError::at(ast, format!("{name} needs a column, like {name}(A.price)")));
                 };
+                if let (true, Ast::Function(_)) = (matches!(name.as_str(), "PREV" | "NEXT"), target) {
+                    // PREV(LAST(A.price, 1), 2): a logical navigation, then a physical one.
+                    let steps = i64::from(offset(1)?);
+                    return match self.expr(target)? {
+                        (MatchExpr::Column(navigation), data_type) if navigation.physical == 0 => Ok((
+                            MatchExpr::Column(Navigation {
+                                physical: if name == "PREV" { -steps } else { steps },
+                                ..navigation
+                            }),
+                            data_type,
+                        )),
+                        _ => Err(SqlError::at(*target, format!("{name} takes a column or FIRST / LAST of one"))),
+                    };
+                }
                 let (var, column) = self.column(target)?;
                 let logical_default = if matches!(name.as_str(), "FIRST" | "LAST") {
                     offset(1).map(|n| if args.len() > 1 { n } else { 0 })?
@@ -326,14 +378,34 @@ impl MatchContext<'_> {
                 };
                 Ok((expr, self.scope.columns_type(column)))
             }
+            marker if marker.eq_ignore_ascii_case(dialect::RUNNING) || marker.eq_ignore_ascii_case(dialect::FINAL) => {
+                // The dialect wraps only calls of FIRST, LAST, PREV, NEXT and aggregates.
+                let semantics = if marker.eq_ignore_ascii_case(dialect::FINAL) {
+                    Semantics::Final
+                } else {
+                    Semantics::Running
+                };
+                let call = args.first().ok_or_else(|| SqlError::at(ast, "RUNNING / FINAL needs a call"))?;
+                let (inner, data_type) = self.expr(call)?;
+                let expr = match inner {
+                    MatchExpr::Column(navigation) if navigation.physical == 0 => MatchExpr::Column(Navigation { semantics, ..navigation }),
+                    MatchExpr::Aggregate(aggregate) => MatchExpr::Aggregate(MatchAggregate { semantics, ..aggregate }),
+                    _ => {
+                        return Err(SqlError::at(
+                            *call,
+                            "RUNNING and FINAL apply to FIRST, LAST and aggregates (PREV and NEXT take them inside: PREV(FINAL LAST(A.price), 1))",
+                        ));
+                    }
+                };
+                Ok((expr, data_type))
+            }
             "CLASSIFIER" => Ok((MatchExpr::Classifier(Default::default()), DataType::String)),
             "MATCH_NUMBER" => Ok((MatchExpr::MatchNumber, DataType::Int)),
             _ => {
                 if let Some(aggregate) = AggregateFunction::from_name(&name) {
-                    let (var, column, input_type, aggregate) = match args.as_slice() {
-                        [] => return Err(SqlError::at(ast, format!("{name} needs an argument"))),
-                        [Ast::Wildcard(_)] if aggregate == AggregateFunction::Count => (None, None, DataType::Int, AggregateFunction::CountStar),
-                        [Ast::QualifiedWildcard(qualifier, _)] if aggregate == AggregateFunction::Count => {
+                    let (var, column, input_type, aggregate) = match (star, args.as_slice()) {
+                        (Some(None), _) if aggregate == AggregateFunction::Count => (None, None, DataType::Int, AggregateFunction::CountStar),
+                        (Some(Some(qualifier)), _) if aggregate == AggregateFunction::Count => {
                             let ident = qualifier
                                 .0
                                 .last()
@@ -344,11 +416,13 @@ impl MatchContext<'_> {
                                 .ok_or_else(|| SqlError::new(format!("'{}' is not a pattern variable", ident.value), ident.span))?;
                             (Some(var), None, DataType::Int, AggregateFunction::CountStar)
                         }
-                        [target] => {
+                        (Some(_), _) => return Err(SqlError::at(ast, format!("only COUNT takes *, not {name}"))),
+                        (None, []) => return Err(SqlError::at(ast, format!("{name} needs an argument"))),
+                        (None, [target]) => {
                             let (var, column) = self.column(target)?;
                             (var, Some(column), self.scope.columns_type(column), aggregate)
                         }
-                        _ => return Err(SqlError::at(ast, format!("{name} takes one argument"))),
+                        (None, _) => return Err(SqlError::at(ast, format!("{name} takes one argument"))),
                     };
                     let result = aggregate.result_type(input_type).map_err(|m| SqlError::at(ast, m))?;
                     let spec = AggregateSpec::new(aggregate, input_type);
