@@ -17,9 +17,10 @@
 //! the widest frame, twice that for `CORR_SHIFT`, the weeks of a seasonal
 //! baseline) and, for the recurrent functions, their state just before it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use carbonflow_core::{Diff, Epoch, Millis, Row};
+use foldhash::HashMap;
 
 use super::{OverCall, OverPartition};
 use crate::dataflow::{CoreContext, EventTimeOrder, TimedCore, release_passed};
@@ -49,7 +50,7 @@ impl Over {
                 allowed_lateness,
             },
             calls,
-            partitions: HashMap::new(),
+            partitions: HashMap::default(),
         }
     }
 

@@ -136,9 +136,16 @@ impl OverPartition {
             return;
         }
         let at = self.position(time, &row);
-        self.rows.splice(at..at, std::iter::repeat_n(row, copies));
-        self.times.splice(at..at, std::iter::repeat_n(time, copies));
-        self.emitted.splice(at..at, std::iter::repeat_n(None, copies));
+        if copies == 1 {
+            // Nearly every change: one row, usually appended.
+            self.rows.insert(at, row);
+            self.times.insert(at, time);
+            self.emitted.insert(at, None);
+        } else {
+            self.rows.splice(at..at, std::iter::repeat_n(row, copies));
+            self.times.splice(at..at, std::iter::repeat_n(time, copies));
+            self.emitted.splice(at..at, std::iter::repeat_n(None, copies));
+        }
         self.mark(time);
     }
 
