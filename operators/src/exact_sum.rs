@@ -120,8 +120,9 @@ impl ExactSum {
         }
         self.adds_until_carry -= 1;
         let index = (shift / CHUNK_BITS) as usize;
-        self.lowest = self.lowest.min(index);
-        self.highest = self.highest.max(index + 1);
+        if index < self.lowest || index >= self.highest {
+            self.widen(index);
+        }
         let low_shift = shift % CHUNK_BITS;
         let low = (mantissa << low_shift) & LOW_MASK;
         let high = mantissa >> (CHUNK_BITS - low_shift);
@@ -132,6 +133,13 @@ impl ExactSum {
             self.chunks[index] += low;
             self.chunks[index + 1] += high;
         }
+    }
+
+    /// Extends the span to chunks `index` and `index + 1`.
+    #[cold]
+    fn widen(&mut self, index: usize) {
+        self.lowest = self.lowest.min(index);
+        self.highest = self.highest.max(index + 1);
     }
 
     #[cold]
