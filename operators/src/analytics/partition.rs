@@ -270,7 +270,10 @@ impl OverPartition {
 
 /// The output row: the input row, then the calls' results.
 fn output_row(row: &Row, results: &[Datum]) -> Row {
-    row.iter().chain(results).cloned().collect()
+    let mut datums = Vec::with_capacity(row.len() + results.len());
+    datums.extend_from_slice(row);
+    datums.extend_from_slice(results);
+    Row::new(datums)
 }
 
 /// The frame lookback and reach of a frame function: how many rows, or how
