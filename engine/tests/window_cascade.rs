@@ -201,7 +201,7 @@ proptest! {
 
 /// A window aggregation keeps a time attribute only through `window_time`
 /// in its GROUP BY; without it, a second window over the view is refused
-/// with the reason.
+/// with the reason. With it, a second window and OVER read the view.
 #[test]
 fn a_window_over_an_aggregation_needs_its_window_time() {
     let query = |group_by: &str| {
@@ -224,4 +224,18 @@ fn a_window_over_an_aggregation_needs_its_window_time() {
         .replace("window_end AS bar_end, MAX(window_time) AS latest", "window_time AS bar_time")
         .replace("DESCRIPTOR(bar_end)", "DESCRIPTOR(bar_time)");
     carbonflow::cli::check_text(&grouped).unwrap_or_else(|e| panic!("{}", e.message));
+
+    // The same holds for HOP, and OVER reads the view as a second window does.
+    let hop_over = grouped
+        .replace(
+            "TUMBLE(TABLE ticks, DESCRIPTOR(ts), INTERVAL '5' MINUTE)",
+            "HOP(TABLE ticks, DESCRIPTOR(ts), INTERVAL '5' MINUTE, INTERVAL '15' MINUTE)",
+        )
+        .replace(
+            "SELECT node, window_start, AVG(price) FROM TABLE(TUMBLE(TABLE bars, DESCRIPTOR(bar_time), INTERVAL '1' HOUR))
+             GROUP BY node, window_start, window_end;",
+            "SELECT node, bar_time, ZSCORE(price) OVER (PARTITION BY node ORDER BY bar_time ROWS BETWEEN 11 PRECEDING AND CURRENT ROW) FROM bars;",
+        );
+    assert!(hop_over.contains("HOP(") && hop_over.contains("ZSCORE("), "{hop_over}");
+    carbonflow::cli::check_text(&hop_over).unwrap_or_else(|e| panic!("{}", e.message));
 }
