@@ -1,7 +1,9 @@
 //! FORECAST end to end on the shipped model: `examples/forecast/hourly_forecast.sql`
-//! run by the real binary must print, for every hub and hour, exactly the
-//! quantiles ONNX Runtime gives in Python for the same week of prices; and
-//! the ONNX model reloads a changed file and keeps running on a bad one.
+//! (hourly prices) and `examples/forecast/hourly_from_5min.sql` (hourly
+//! averages of 5-minute ticks, an aggregated view) run by the real binary
+//! must print, for every hub and hour, exactly the quantiles ONNX Runtime
+//! gives in Python for the same week of prices; and the ONNX model reloads a
+//! changed file and keeps running on a bad one.
 //!
 //! ONNX Runtime comes from `scripts/onnxruntime.sh` (the PyPI wheel in
 //! target/python-env, where the engine finds it by itself); the tests are
@@ -207,6 +209,61 @@ fn a_late_revision_reissues_the_forecasts_that_saw_it() {
         // Origins 2025-06-09 12:00 to 2025-06-10 22:00 had been issued; the
         // watermark (last hour - 1 h) had not passed 23:00 when the revision came.
         assert_eq!(retracted, 35 * HORIZON);
+        assert_same_forecasts(&expected, &got);
+    }
+}
+
+/// FORECAST over an aggregated view: `examples/forecast/hourly_from_5min.sql`
+/// averages simulated 5-minute ticks into hours (a window aggregation
+/// grouped by `window_time`, which stays its time attribute) and forecasts
+/// every hub from them. Its forecasts must be what ONNX Runtime gives in
+/// Python for the hourly means of the ticks the same file's source publishes
+/// (revisions applied). Nine ticks (three intervals) an epoch, so that
+/// revisions reach hours whose forecasts were already out and retract them.
+#[test]
+fn forecasts_over_hourly_averages_of_5_minute_ticks_equal_python() {
+    let Some(python) = python_with_onnxruntime() else { return };
+    let root = repo_root();
+    let query = std::fs::read_to_string(root.join("examples/forecast/hourly_from_5min.sql")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ticks_query = dir.path().join("ticks.sql");
+    let select = query.find("SELECT node, forecast_time").expect("the forecast SELECT");
+    std::fs::write(&ticks_query, format!("{}SELECT node, ts, price FROM ticks;\n", &query[..select])).unwrap();
+
+    // The ticks after revisions, then each hub's hourly means, stamped like the
+    // view's rows with the hour's window_time.
+    let mut ticks: BTreeMap<String, i64> = BTreeMap::new();
+    for line in run_engine(&ticks_query, "1", "9").lines() {
+        let (body, diff) = match (line.strip_prefix("+I["), line.strip_prefix("-D[")) {
+            (Some(body), _) => (body, 1),
+            (_, Some(body)) => (body, -1),
+            _ => panic!("not a change: {line}"),
+        };
+        *ticks.entry(body.trim_end_matches(']').to_owned()).or_default() += diff;
+    }
+    let mut hours: BTreeMap<(String, String), (f64, u32)> = BTreeMap::new();
+    for (tick, count) in ticks {
+        assert!(count == 0 || count == 1, "{count} copies of {tick}");
+        let fields: Vec<&str> = tick.split(", ").collect();
+        if count == 1 {
+            let hour = format!("{}:59:59.999", &fields[1][..13]);
+            let slot = hours.entry((fields[0].to_owned(), hour)).or_default();
+            *slot = (slot.0 + fields[2].parse::<f64>().unwrap(), slot.1 + 1);
+        }
+    }
+    assert!(hours.values().all(|(_, n)| *n == 12), "twelve 5-minute ticks an hour");
+    let fixture = dir.path().join("hourly.csv");
+    let csv: String = hours
+        .iter()
+        .map(|((node, hour), (sum, n))| format!("{node},{hour},{}\n", sum / f64::from(*n)))
+        .collect();
+    std::fs::write(&fixture, csv).unwrap();
+    let expected = python_forecasts(&python, &fixture);
+    assert_eq!(expected.len(), 3 * (192 - CONTEXT + 1), "three hubs, eight days: every complete week");
+
+    for workers in ["1", "2"] {
+        let (got, retracted) = engine_forecasts(&run_engine(Path::new("examples/forecast/hourly_from_5min.sql"), workers, "9"));
+        assert!(retracted > 0, "a revision reached an hour whose forecasts were out ({workers} workers)");
         assert_same_forecasts(&expected, &got);
     }
 }

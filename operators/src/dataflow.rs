@@ -184,10 +184,16 @@ where
         move |(data_input, data_frontier), (watermark_input, watermark_frontier), out| {
             // `for_each` keeps arrival order within an epoch (upserts depend on it).
             // Differential updates carry their own epoch, at or after the message's.
+            // Updates come in runs of one epoch: its entry is looked up once a run.
             data_input.for_each(|capability, updates| {
-                for (d, epoch, diff) in updates.drain(..) {
+                let mut updates = updates.drain(..).peekable();
+                while let Some((d, epoch, diff)) = updates.next() {
                     let entry = pending.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, 0), Vec::new(), Vec::new()));
+                    entry.1.reserve(updates.len() + 1);
                     entry.1.push((d, diff));
+                    while let Some((d, _, diff)) = updates.next_if(|(_, next, _)| *next == epoch) {
+                        entry.1.push((d, diff));
+                    }
                 }
             });
             watermark_input.for_each(|capability, updates| {

@@ -17,9 +17,11 @@
 //! the widest frame, twice that for `CORR_SHIFT`, the weeks of a seasonal
 //! baseline) and, for the recurrent functions, their state just before it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 
 use carbonflow_core::{Diff, Epoch, Millis, Row};
+use foldhash::HashMap;
 
 use super::{OverCall, OverPartition};
 use crate::dataflow::{CoreContext, EventTimeOrder, TimedCore, release_passed};
@@ -30,6 +32,13 @@ pub struct Over {
     order: EventTimeOrder,
     calls: Vec<OverCall>,
     partitions: HashMap<Row, Partition>,
+    /// The keys of `partitions`, in the order an epoch's end visits them:
+    /// sorted (again, after a key was added). Results thus leave partition by
+    /// partition in key order; where the keys lead the rows (`PARTITION BY
+    /// node` over rows starting with `node`), a sink's consolidation of an
+    /// epoch meets rows already sorted, which its sort finishes in one pass.
+    keys: Vec<Row>,
+    keys_sorted: bool,
 }
 
 struct Partition {
@@ -49,7 +58,9 @@ impl Over {
                 allowed_lateness,
             },
             calls,
-            partitions: HashMap::new(),
+            partitions: HashMap::default(),
+            keys: Vec::new(),
+            keys_sorted: true,
         }
     }
 
@@ -66,11 +77,17 @@ impl TimedCore for Over {
         let Some(ts) = self.order.admit(&row, context.watermark, context.dead_letters) else {
             return;
         };
-        let calls = &self.calls;
-        let partition = self.partitions.entry(key).or_insert_with(|| Partition {
-            pending: BTreeMap::new(),
-            released: OverPartition::new(calls),
-        });
+        let partition = match self.partitions.entry(key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                self.keys.push(entry.key().clone());
+                self.keys_sorted = false;
+                entry.insert(Partition {
+                    pending: BTreeMap::new(),
+                    released: OverPartition::new(&self.calls),
+                })
+            }
+        };
         let released = context.watermark != Millis::MIN && ts <= context.watermark;
         if !released {
             *partition.pending.entry((ts, row)).or_default() += diff;
@@ -84,7 +101,12 @@ impl TimedCore for Over {
     fn on_epoch_end(&mut self, _epoch: Epoch, context: &mut CoreContext) {
         let watermark = context.watermark;
         let stable = self.order.late_before(watermark);
-        for partition in self.partitions.values_mut() {
+        if !self.keys_sorted {
+            self.keys.sort_unstable();
+            self.keys_sorted = true;
+        }
+        for key in &self.keys {
+            let partition = self.partitions.get_mut(key).expect("every key has its partition");
             for ((ts, row), count) in release_passed(&mut partition.pending, watermark) {
                 // A net retraction of a row that never arrived has nothing to retract.
                 partition.released.insert(ts, row, count.max(0) as usize);
@@ -94,7 +116,11 @@ impl TimedCore for Over {
                 partition.released.trim(stable);
             }
         }
+        let held = self.partitions.len();
         self.partitions.retain(|_, p| !p.released.is_empty() || !p.pending.is_empty());
+        if self.partitions.len() < held {
+            self.keys.retain(|key| self.partitions.contains_key(key));
+        }
     }
 }
 

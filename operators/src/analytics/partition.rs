@@ -91,8 +91,13 @@ pub struct OverPartition {
     rows: Vec<Row>,
     times: Vec<Millis>,
     evaluators: Vec<Box<dyn Evaluator>>,
-    /// The results emitted for each row (`None`: not computed yet).
-    emitted: Vec<Option<Box<[Datum]>>>,
+    /// The results emitted for each row, one per call: those of `rows[i]` at
+    /// `i * calls ..`, meaningful where `computed[i]`. One flat vector, so a
+    /// row's results cost no allocation of their own.
+    emitted: Vec<Datum>,
+    computed: Vec<bool>,
+    /// The results of the row being evaluated.
+    scratch: Vec<Datum>,
     /// The event times of the changes since the last recomputation: (earliest, latest).
     dirty: Option<(Millis, Millis)>,
 }
@@ -105,6 +110,8 @@ impl OverPartition {
             times: Vec::new(),
             evaluators: calls.iter().map(evaluator).collect(),
             emitted: Vec::new(),
+            computed: Vec::new(),
+            scratch: Vec::with_capacity(calls.len()),
             dirty: None,
         }
     }
@@ -117,6 +124,11 @@ impl OverPartition {
     /// Whether the partition holds no row.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// Results per row: one per call.
+    fn calls(&self) -> usize {
+        self.evaluators.len()
     }
 
     fn mark(&mut self, time: Millis) {
@@ -136,9 +148,23 @@ impl OverPartition {
             return;
         }
         let at = self.position(time, &row);
-        self.rows.splice(at..at, std::iter::repeat_n(row, copies));
-        self.times.splice(at..at, std::iter::repeat_n(time, copies));
-        self.emitted.splice(at..at, std::iter::repeat_n(None, copies));
+        let calls = self.calls();
+        if copies == 1 {
+            // Nearly every change: one row, usually appended.
+            self.rows.insert(at, row);
+            self.times.insert(at, time);
+            self.computed.insert(at, false);
+        } else {
+            self.rows.splice(at..at, std::iter::repeat_n(row, copies));
+            self.times.splice(at..at, std::iter::repeat_n(time, copies));
+            self.computed.splice(at..at, std::iter::repeat_n(false, copies));
+        }
+        let placeholders = std::iter::repeat_n(Datum::Null, copies * calls);
+        if at == self.emitted.len() / calls.max(1) {
+            self.emitted.extend(placeholders);
+        } else {
+            self.emitted.splice(at * calls..at * calls, placeholders);
+        }
         self.mark(time);
     }
 
@@ -149,12 +175,14 @@ impl OverPartition {
         if held == 0 {
             return;
         }
-        for (row, results) in self.rows.drain(at..at + held).zip(self.emitted.drain(at..at + held)) {
-            if let Some(results) = results {
-                output.push((output_row(&row, &results), -1));
-            }
+        let calls = self.calls();
+        for index in (at..at + held).filter(|&i| self.computed[i]) {
+            output.push((output_row(&self.rows[index], &self.emitted[index * calls..(index + 1) * calls]), -1));
         }
+        self.rows.drain(at..at + held);
         self.times.drain(at..at + held);
+        self.computed.drain(at..at + held);
+        self.emitted.drain(at * calls..(at + held) * calls);
         self.mark(time);
     }
 
@@ -182,17 +210,28 @@ impl OverPartition {
         for evaluator in &mut self.evaluators {
             evaluator.restart(rows, start);
         }
+        let calls = self.evaluators.len();
         for index in start..end {
-            let results: Box<[Datum]> = self.evaluators.iter_mut().map(|evaluator| evaluator.next(rows, index)).collect();
-            let slot = &mut self.emitted[index];
-            if slot.as_ref() == Some(&results) {
+            let emitted = &mut self.emitted[index * calls..(index + 1) * calls];
+            if !self.computed[index] {
+                // A new row: its results go straight to their place.
+                for (slot, evaluator) in emitted.iter_mut().zip(&mut self.evaluators) {
+                    *slot = evaluator.next(rows, index);
+                }
+                output.push((output_row(&rows.rows[index], emitted), 1));
+                self.computed[index] = true;
                 continue;
             }
-            if let Some(old) = slot.take() {
-                output.push((output_row(&rows.rows[index], &old), -1));
+            self.scratch.clear();
+            self.scratch.extend(self.evaluators.iter_mut().map(|evaluator| evaluator.next(rows, index)));
+            if *emitted == *self.scratch {
+                continue;
             }
-            output.push((output_row(&rows.rows[index], &results), 1));
-            *slot = Some(results);
+            output.push((output_row(&rows.rows[index], emitted), -1));
+            output.push((output_row(&rows.rows[index], &self.scratch), 1));
+            for (slot, result) in emitted.iter_mut().zip(self.scratch.drain(..)) {
+                *slot = result;
+            }
         }
     }
 
@@ -221,7 +260,8 @@ impl OverPartition {
         }
         self.rows.drain(..keep_from);
         self.times.drain(..keep_from);
-        self.emitted.drain(..keep_from);
+        self.computed.drain(..keep_from);
+        self.emitted.drain(..keep_from * self.evaluators.len());
         for evaluator in &mut self.evaluators {
             evaluator.trim(keep_from);
         }
@@ -230,7 +270,10 @@ impl OverPartition {
 
 /// The output row: the input row, then the calls' results.
 fn output_row(row: &Row, results: &[Datum]) -> Row {
-    row.iter().chain(results).cloned().collect()
+    let mut datums = Vec::with_capacity(row.len() + results.len());
+    datums.extend_from_slice(row);
+    datums.extend_from_slice(results);
+    Row::new(datums)
 }
 
 /// The frame lookback and reach of a frame function: how many rows, or how

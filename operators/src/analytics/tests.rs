@@ -477,6 +477,24 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The selection from the two runs of deviations equals sorting them all,
+    /// bit for bit, ties (few distinct values) included.
+    #[test]
+    fn median_absolute_deviation_equals_sorting_the_deviations(
+        mut values in prop_oneof![
+            prop::collection::vec((-4i32..4).prop_map(f64::from), 1..30),
+            prop::collection::vec(-1e3f64..1e3, 1..30),
+        ],
+    ) {
+        values.sort_by(f64::total_cmp);
+        let median = median_of_sorted(&values);
+        let mut deviations: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
+        deviations.sort_by(f64::total_cmp);
+        prop_assert_eq!(median_absolute_deviation(&values, median).to_bits(), median_of_sorted(&deviations).to_bits());
+    }
+}
+
 #[test]
 fn median_absolute_deviation_of_known_values() {
     let values = [1.0, 1.0, 2.0, 2.0, 4.0, 6.0, 9.0];

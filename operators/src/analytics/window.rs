@@ -374,21 +374,23 @@ pub(crate) fn median_of_sorted(values: &[f64]) -> f64 {
 /// k-th smallest comes from merging the two runs.
 pub(crate) fn median_absolute_deviation(values: &[f64], median: f64) -> f64 {
     let n = values.len();
+    // The runs' next deviations are `median - values[below - 1]` and `values[above] - median`.
     let split = values.partition_point(|v| *v < median);
-    let (below, above) = values.split_at(split);
-    let mut low = below.iter().rev().map(|v| median - v).peekable();
-    let mut high = above.iter().map(|v| v - median).peekable();
-    let mut next = || match (low.peek(), high.peek()) {
-        (Some(a), Some(b)) if a <= b => low.next(),
-        (Some(_), Some(_)) | (None, Some(_)) => high.next(),
-        (Some(_), None) => low.next(),
-        (None, None) => None,
+    let (mut below, mut above) = (split, split);
+    let mut next = || {
+        if below > 0 && (above == n || median - values[below - 1] <= values[above] - median) {
+            below -= 1;
+            median - values[below]
+        } else {
+            above += 1;
+            values[above - 1] - median
+        }
     };
     let mut previous = 0.0;
     for _ in 0..n / 2 {
-        previous = next().unwrap_or(previous);
+        previous = next();
     }
-    let middle = next().unwrap_or(previous);
+    let middle = next();
     if n % 2 == 1 { middle } else { (previous + middle) / 2.0 }
 }
 

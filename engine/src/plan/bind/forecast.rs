@@ -22,7 +22,7 @@ use carbonflow_core::{DataType, Field, Schema};
 use carbonflow_operators::forecast::onnx::OnnxModel;
 use carbonflow_operators::forecast::{ForecastModel, OUTPUT_COLUMNS};
 
-use super::{Binder, Scope, descriptor, interval_millis, table_argument};
+use super::{Binder, Scope, TIME_ATTRIBUTES, descriptor, interval_millis, table_argument};
 use crate::plan::{ForecastModelSpec, Node, Plan};
 use crate::sql::{SqlError, SqlResult};
 
@@ -79,10 +79,7 @@ impl Binder {
         let time_column = descriptor(&scope, time, EXPECTED)?;
         if input.rowtime != Some(time_column) {
             let column = &input.schema.fields[time_column].name;
-            return Err(SqlError::at(
-                *time,
-                format!("'{column}' is not a time attribute: FORECAST reads a table with WATERMARK FOR {column}"),
-            ));
+            return Err(SqlError::at(*time, format!("'{column}' is not a time attribute: {TIME_ATTRIBUTES}")));
         }
         let value_column = descriptor(&scope, value, EXPECTED)?;
         if !matches!(input.schema.fields[value_column].data_type, DataType::Float | DataType::Int) {

@@ -29,6 +29,10 @@ use super::{AggregateCall, Node, Output, OutputTarget, Plan, Program, Table, Tab
 use crate::sql::dialect::TABLE_ARGUMENT;
 use crate::sql::{CreateTable, Emit, ParsedFile, SqlError, SqlResult, Statement, WithinClause};
 
+/// What a time attribute is, for errors about a column that is not one.
+const TIME_ATTRIBUTES: &str = "time attributes are a table's WATERMARK column, a view's column selecting one unchanged, \
+     and the window_time of a window aggregation grouped by it";
+
 /// The Flink setting for allowed lateness of windows.
 const ALLOWED_LATENESS: &str = "table.exec.emit.allowed-lateness";
 
@@ -676,9 +680,19 @@ impl Binder {
                         span,
                     ));
                 }
+                // Grouped by `window_time` too, a window aggregation's rows keep it
+                // as their time attribute, as in Flink: a window's rows all carry
+                // its last instant, which the watermark passes when the window
+                // completes, and a window takes changes only until the watermark
+                // is the allowed lateness past that instant. The tables' watermark
+                // therefore bounds the aggregated rows as it bounds their input,
+                // and a second window, OVER, MATCH_RECOGNIZE or FORECAST reads them.
+                let rowtime = window
+                    .and(input.rowtime)
+                    .and_then(|time| key_exprs.iter().position(|e| e.as_column() == Some(time)));
                 Plan {
                     schema: Schema::new(fields),
-                    rowtime: None,
+                    rowtime,
                     window,
                     watermark_tables,
                     node: Node::Aggregate {
@@ -942,10 +956,7 @@ impl Binder {
         let time_column = descriptor(&scope, second, expected)?;
         if input.rowtime != Some(time_column) {
             let column = &input.schema.fields[time_column];
-            return Err(SqlError::at(
-                args[1],
-                format!("'{}' is not a time attribute: declare WATERMARK FOR {} in its table", column.name, column.name),
-            ));
+            return Err(SqlError::at(args[1], format!("'{}' is not a time attribute: {TIME_ATTRIBUTES}", column.name)));
         }
         let durations = args[2..].iter().map(|a| interval_millis(a)).collect::<SqlResult<Vec<_>>>()?;
         if !partition_idents.is_empty() && name != "SESSION" {

@@ -34,7 +34,7 @@ use carbonflow_operators::analytics::{
     CusumParams, Decay, DetectorOutput, Frame, GarchParams, HmmModel, Observation, OverCall, OverFunction, PageHinkleyParams, Seasonal,
 };
 
-use super::{Binder, Scope, ScopeColumn, default_name, interval_millis, project};
+use super::{Binder, Scope, ScopeColumn, TIME_ATTRIBUTES, default_name, interval_millis, project};
 use crate::plan::{Expr, Node, Plan};
 use crate::sql::{SqlError, SqlResult};
 
@@ -73,10 +73,7 @@ impl Binder {
     pub(super) fn over_select(&mut self, select: &ast::Select, input: Plan, scope: &Scope) -> SqlResult<Plan> {
         let span = select.select_token.0.span;
         let Some(time_column) = input.rowtime else {
-            return Err(SqlError::new(
-                "OVER needs rows with an event-time column (a table with a WATERMARK, or a view keeping it)",
-                span,
-            ));
+            return Err(SqlError::new(format!("OVER needs rows with a time attribute: {TIME_ATTRIBUTES}"), span));
         };
         let mut items = select.projection.clone();
         let mut calls: Vec<OverCall> = Vec::new();
