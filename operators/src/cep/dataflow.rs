@@ -27,9 +27,10 @@
 //! how far back a change can reach, and partitions keep their rows.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use carbonflow_core::{DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
+use foldhash::HashMap;
 
 use super::{Buffers, EvalFailure, Match, MatchRecognizer, OrderColumn, RowsPerMatch, Walk, resume};
 use crate::dataflow::{CoreContext, EventTimeOrder, TimedCore, release_passed};
@@ -164,7 +165,7 @@ impl MatchRecognize {
                 allowed_lateness,
             },
             recognizer,
-            partitions: HashMap::new(),
+            partitions: HashMap::default(),
             buffers: Buffers::default(),
         }
     }

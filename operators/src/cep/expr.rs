@@ -287,6 +287,16 @@ pub(crate) trait Labels {
 
     /// The variable of `row`, which is the current row or the last row of the match.
     fn label(&self, row: usize) -> VarId;
+
+    /// The latest row mapped to `var` up to `upto` (`var.column` reads it).
+    fn latest(&self, var: VarId, upto: usize) -> Option<usize> {
+        let mut found = None;
+        self.for_each_back(var, upto, |row| {
+            found = Some(row);
+            ControlFlow::Break(())
+        });
+        found
+    }
 }
 
 /// The variables of a whole match, one per row from its start.
@@ -362,7 +372,13 @@ impl<L: Labels> Scope<'_, L> {
                 // FALSE AND x is FALSE and TRUE OR x is TRUE whatever x is: skip evaluating it.
                 match (op, &left) {
                     (BinaryOp::And, Datum::Bool(false)) | (BinaryOp::Or, Datum::Bool(true)) => left,
-                    _ => scalar::binary(*op, left, self.eval(right)?)?,
+                    _ => {
+                        let right = self.eval(right)?;
+                        match float_binary(*op, &left, &right) {
+                            Some(value) => value,
+                            None => scalar::binary(*op, left, right)?,
+                        }
+                    }
                 }
             }
             MatchExpr::Not(inner) => match scalar::truth(&self.eval(inner)?)? {
@@ -431,9 +447,12 @@ impl<L: Labels> Scope<'_, L> {
     /// The row a navigation leads to, if it stays inside the variable's rows and the partition.
     fn navigate(&self, navigation: &Navigation) -> Option<usize> {
         let upto = self.upto(navigation.semantics);
-        let base = match navigation.logical {
-            Logical::Last(n) => self.nth_back(navigation.var, upto, n as usize)?,
-            Logical::First(n) => {
+        let base = match (navigation.logical, navigation.var) {
+            // `var.column` and `column`, the most common navigations, directly.
+            (Logical::Last(0), None) => upto,
+            (Logical::Last(0), Some(var)) => self.labels.latest(var, upto)?,
+            (Logical::Last(n), _) => self.nth_back(navigation.var, upto, n as usize)?,
+            (Logical::First(n), _) => {
                 let mut count = 0usize;
                 self.for_each_row(navigation.var, upto, |_| {
                     count += 1;
@@ -446,6 +465,30 @@ impl<L: Labels> Scope<'_, L> {
         let target = i64::try_from(base).ok()?.checked_add(navigation.physical)?;
         usize::try_from(target).ok().filter(|row| *row < self.rows.len())
     }
+}
+
+/// `op` on two floats, as [`scalar::binary`] computes it (comparisons in
+/// the total order of [`Datum`]), without its general dispatch: prices are
+/// floats, and conditions compare and scale them on every row.
+#[inline]
+fn float_binary(op: BinaryOp, left: &Datum, right: &Datum) -> Option<Datum> {
+    let (Datum::Float(l), Datum::Float(r)) = (left, right) else {
+        return None;
+    };
+    Some(match op {
+        BinaryOp::Eq => Datum::Bool(l.cmp(r).is_eq()),
+        BinaryOp::NotEq => Datum::Bool(l.cmp(r).is_ne()),
+        BinaryOp::Lt => Datum::Bool(l.cmp(r).is_lt()),
+        BinaryOp::LtEq => Datum::Bool(l.cmp(r).is_le()),
+        BinaryOp::Gt => Datum::Bool(l.cmp(r).is_gt()),
+        BinaryOp::GtEq => Datum::Bool(l.cmp(r).is_ge()),
+        BinaryOp::Add => Datum::float(l.get() + r.get()),
+        BinaryOp::Subtract => Datum::float(l.get() - r.get()),
+        BinaryOp::Multiply => Datum::float(l.get() * r.get()),
+        BinaryOp::Divide => Datum::float(l.get() / r.get()),
+        BinaryOp::Modulo => Datum::float(l.get() % r.get()),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -545,6 +588,33 @@ mod tests {
         assert_eq!(eval(&rows, &labels, 0, 3, &count_b), Datum::Int(0));
         let sum_b = MatchExpr::aggregate(AggregateSpec::new(AggregateFunction::Sum, DataType::Int), Some(B), Some(0));
         assert_eq!(eval(&rows, &labels, 0, 3, &sum_b), Datum::Null);
+    }
+
+    #[test]
+    fn the_float_fast_path_agrees_with_scalar_binary() {
+        let values = [0.0, -0.0, 1.5, -2.25, 1e300, f64::INFINITY, f64::NAN].map(Datum::float);
+        let ops = [
+            BinaryOp::Add,
+            BinaryOp::Subtract,
+            BinaryOp::Multiply,
+            BinaryOp::Divide,
+            BinaryOp::Modulo,
+            BinaryOp::Eq,
+            BinaryOp::NotEq,
+            BinaryOp::Lt,
+            BinaryOp::LtEq,
+            BinaryOp::Gt,
+            BinaryOp::GtEq,
+        ];
+        for op in ops {
+            for left in &values {
+                for right in &values {
+                    let general = scalar::binary(op, left.clone(), right.clone()).expect("floats combine");
+                    assert_eq!(float_binary(op, left, right), Some(general), "{left:?} {op:?} {right:?}");
+                }
+            }
+        }
+        assert_eq!(float_binary(BinaryOp::Add, &Datum::Int(1), &Datum::float(1.0)), None);
     }
 
     #[test]

@@ -35,15 +35,18 @@ const NONE: usize = usize::MAX;
 /// Interned key nodes of one step kept in a list before they spill into a map.
 const SMALL_STEP_TABLE: usize = 8;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct Thread {
     pc: usize,
     /// The newest node of the thread's path in `Search::paths`.
     path: usize,
     /// The newest node of the thread's merge key in `Search::keys`.
     key: usize,
-    /// Per nullable loop, the row (counted from the start) where its current iteration began.
-    slots: Vec<usize>,
+    /// Where the thread's slots start in `Search::slot_sets` (`NONE` when the
+    /// pattern has no nullable loops): per nullable loop, the row (counted
+    /// from the start) where its current iteration began. A set is never
+    /// changed once a thread points at it, so threads copy freely.
+    slots: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +77,8 @@ pub(super) struct Search {
     best: Option<(usize, usize)>,
     paths: Vec<PathNode>,
     keys: Vec<KeyNode>,
+    /// The slot sets of the threads, `program.slots` entries each.
+    slot_sets: Vec<usize>,
 }
 
 impl Search {
@@ -82,26 +87,62 @@ impl Search {
         let window = recognizer
             .within
             .map(|within| (within, rows.get(start).and_then(|row| event_time(row, within.time_column))));
+        let SearchVecs {
+            threads,
+            paths,
+            keys,
+            mut slot_sets,
+        } = buffers.spare_searches.pop().unwrap_or_default();
+        let slots = if recognizer.program.slots > 0 {
+            slot_sets.resize(recognizer.program.slots, NONE);
+            0
+        } else {
+            NONE
+        };
         let mut search = Search {
             start,
             window,
             offset: 0,
-            threads: Vec::new(),
+            threads,
             best: None,
-            paths: Vec::new(),
-            keys: Vec::new(),
+            paths,
+            keys,
+            slot_sets,
         };
         buffers.new_list();
         let initial = Thread {
             pc: 0,
             path: NONE,
             key: NONE,
-            slots: vec![NONE; recognizer.program.slots],
+            slots,
         };
         let mut threads = std::mem::take(&mut search.threads);
-        buffers.add(recognizer, &mut threads, initial, 0);
+        buffers.add(recognizer, &mut threads, initial, 0, &mut search.slot_sets);
         search.threads = threads;
         search
+    }
+
+    /// Gives the search's buffers to a later search.
+    pub(super) fn recycle(self, buffers: &mut Buffers) {
+        let Search {
+            mut threads,
+            mut paths,
+            mut keys,
+            mut slot_sets,
+            ..
+        } = self;
+        if buffers.spare_searches.len() < SPARE_SEARCHES {
+            threads.clear();
+            paths.clear();
+            keys.clear();
+            slot_sets.clear();
+            buffers.spare_searches.push(SearchVecs {
+                threads,
+                paths,
+                keys,
+                slot_sets,
+            });
+        }
     }
 
     /// The start row.
@@ -150,7 +191,7 @@ impl Search {
                     Inst::Var(var) => {
                         if consumable && self.holds(recognizer, rows, var, thread, match_number, failures) {
                             let advanced = self.advance(recognizer, thread, var, buffers);
-                            buffers.add(recognizer, &mut next, advanced, self.offset + 1);
+                            buffers.add(recognizer, &mut next, advanced, self.offset + 1, &mut self.slot_sets);
                         }
                     }
                     _ => unreachable!("thread lists hold only Var and Accept threads"),
@@ -229,7 +270,7 @@ impl Search {
             pc: thread.pc + 1,
             path: self.paths.len() - 1,
             key,
-            slots: thread.slots.clone(),
+            slots: thread.slots,
         }
     }
 
@@ -247,9 +288,24 @@ impl Search {
     }
 }
 
-/// Buffers every search of a recognizer reuses while it builds thread lists.
+/// The growable parts of a finished search, kept for the next one.
+#[derive(Debug, Default)]
+struct SearchVecs {
+    threads: Vec<Thread>,
+    paths: Vec<PathNode>,
+    keys: Vec<KeyNode>,
+    slot_sets: Vec<usize>,
+}
+
+/// How many finished searches' buffers [`Buffers`] keeps.
+const SPARE_SEARCHES: usize = 64;
+
+/// Buffers every search of a recognizer reuses: while it builds thread
+/// lists, and the vectors of finished searches for new ones, which saves
+/// growing them from nothing at every start row.
 #[derive(Debug, Default)]
 pub struct Buffers {
+    spare_searches: Vec<SearchVecs>,
     stack: Vec<Thread>,
     /// The spare thread list a step builds into.
     list: Vec<Thread>,
@@ -293,9 +349,11 @@ impl Buffers {
 
     /// Whether no more preferred thread with the same future reached this
     /// instruction for the list being built.
-    fn first_visit(&mut self, thread: &Thread) -> bool {
-        if !thread.slots.is_empty() {
-            return self.seen.insert((thread.pc, thread.key, thread.slots.clone()));
+    fn first_visit(&mut self, thread: &Thread, slot_sets: &[usize], width: usize) -> bool {
+        if thread.slots != NONE {
+            return self
+                .seen
+                .insert((thread.pc, thread.key, slot_sets[thread.slots..thread.slots + width].to_vec()));
         }
         let stamp = &mut self.stamps[thread.pc];
         if stamp.0 != self.generation {
@@ -310,15 +368,29 @@ impl Buffers {
 
     /// Adds `thread` and every thread it reaches without consuming a row to
     /// `list`, in preference order (depth first, preferred branch first).
-    /// `offset` is the row the list waits for, counted from the start row.
-    fn add(&mut self, recognizer: &MatchRecognizer, list: &mut Vec<Thread>, thread: Thread, offset: usize) {
-        let insts = &recognizer.program.insts;
+    /// `offset` is the row the list waits for, counted from the start row;
+    /// `slot_sets` holds the search's slot sets.
+    fn add(&mut self, recognizer: &MatchRecognizer, list: &mut Vec<Thread>, thread: Thread, offset: usize, slot_sets: &mut Vec<usize>) {
+        let (insts, width) = (&recognizer.program.insts, recognizer.program.slots);
         if self.stamps.len() < insts.len() {
             self.stamps.resize(insts.len(), (0, NONE));
         }
+        // Without slots, what a thread reaches is fixed by its instruction;
+        // marking only those leaves skips the same threads as marking every
+        // instruction on the way would (a thread with the same key passed there
+        // before and marked every leaf below).
+        if let Some(closures) = &recognizer.program.closures {
+            for &leaf in &closures[thread.pc] {
+                let reached = Thread { pc: leaf as usize, ..thread };
+                if self.first_visit(&reached, slot_sets, width) {
+                    list.push(reached);
+                }
+            }
+            return;
+        }
         self.stack.push(thread);
         while let Some(mut thread) = self.stack.pop() {
-            if !self.first_visit(&thread) {
+            if !self.first_visit(&thread, slot_sets, width) {
                 continue;
             }
             match insts[thread.pc] {
@@ -328,21 +400,19 @@ impl Buffers {
                     self.stack.push(thread);
                 }
                 Inst::Split(preferred, other) => {
-                    let mut second = thread.clone();
-                    second.pc = other as usize;
-                    self.stack.push(second);
+                    self.stack.push(Thread { pc: other as usize, ..thread });
                     thread.pc = preferred as usize;
                     self.stack.push(thread);
                 }
                 Inst::Mark(slot) => {
-                    thread.slots[usize::from(slot)] = offset;
+                    thread.slots = with_slot(slot_sets, thread.slots, width, slot, offset);
                     thread.pc += 1;
                     self.stack.push(thread);
                 }
                 Inst::Check(slot) => {
                     // An iteration beyond the minimum that consumed nothing dies.
-                    if thread.slots[usize::from(slot)] != offset {
-                        thread.slots[usize::from(slot)] = NONE;
+                    if slot_sets[thread.slots + usize::from(slot)] != offset {
+                        thread.slots = with_slot(slot_sets, thread.slots, width, slot, NONE);
                         thread.pc += 1;
                         self.stack.push(thread);
                     }
@@ -350,6 +420,15 @@ impl Buffers {
             }
         }
     }
+}
+
+/// A copy of the slot set at `set` with `slot` changed to `value`, appended
+/// to `slot_sets`; returns where it starts.
+fn with_slot(slot_sets: &mut Vec<usize>, set: usize, width: usize, slot: u16, value: usize) -> usize {
+    let copy = slot_sets.len();
+    slot_sets.extend_from_within(set..set + width);
+    slot_sets[copy + usize::from(slot)] = value;
+    copy
 }
 
 /// Whether `row` may join a match whose first row has `start_time` under `WITHIN`.
@@ -393,5 +472,21 @@ impl Labels for KeyLabels<'_> {
     fn label(&self, row: usize) -> VarId {
         debug_assert_eq!(row, self.current, "in DEFINE only the current row's variable is known");
         self.var
+    }
+
+    fn latest(&self, var: VarId, upto: usize) -> Option<usize> {
+        debug_assert_eq!(upto, self.current, "conditions see the match up to the row being classified");
+        if var == self.var {
+            return Some(self.current);
+        }
+        let mut node = self.key;
+        while node != NONE {
+            let KeyNode { var: label, offset, parent } = self.nodes[node];
+            if label == var {
+                return Some(self.start + offset);
+            }
+            node = parent;
+        }
+        None
     }
 }

@@ -360,7 +360,17 @@ pub(crate) struct Program {
     pub(crate) insts: Vec<Inst>,
     /// The number of `Mark` / `Check` slots each thread carries.
     pub(crate) slots: usize,
+    /// Per instruction, the `Var` and `Accept` instructions it reaches
+    /// without consuming a row, in preference order (depth first, preferred
+    /// branch first, each once). `None` when the pattern has slots (what a
+    /// thread reaches then depends on its slots) or the table would exceed
+    /// [`MAX_CLOSURE_ENTRIES`].
+    pub(crate) closures: Option<Vec<Box<[u32]>>>,
 }
+
+/// The most entries the closure table of a program may hold: long chains of
+/// optional iterations (`A{0,5000}`) would make it quadratic.
+const MAX_CLOSURE_ENTRIES: usize = 1 << 20;
 
 impl Program {
     /// Compiles `pattern`; fails when the program would exceed [`MAX_PROGRAM_LEN`].
@@ -368,11 +378,46 @@ impl Program {
         let mut compiler = Compiler::default();
         compiler.emit_pattern(pattern)?;
         compiler.push(Inst::Accept)?;
+        let slots = usize::from(compiler.slots);
+        let closures = if slots == 0 { closures(&compiler.insts) } else { None };
         Ok(Program {
             insts: compiler.insts,
-            slots: usize::from(compiler.slots),
+            slots,
+            closures,
         })
     }
+}
+
+/// The closure table of [`Program::closures`], if it stays small enough.
+fn closures(insts: &[Inst]) -> Option<Vec<Box<[u32]>>> {
+    let mut table = Vec::with_capacity(insts.len());
+    let (mut entries, mut stack, mut visited) = (0, Vec::new(), vec![usize::MAX; insts.len()]);
+    for from in 0..insts.len() {
+        let mut leaves = Vec::new();
+        stack.push(from as u32);
+        while let Some(pc) = stack.pop() {
+            let pc = pc as usize;
+            if visited[pc] == from {
+                continue;
+            }
+            visited[pc] = from;
+            match insts[pc] {
+                Inst::Var(_) | Inst::Accept => leaves.push(pc as u32),
+                Inst::Jump(target) => stack.push(target),
+                Inst::Split(preferred, other) => {
+                    stack.push(other);
+                    stack.push(preferred);
+                }
+                Inst::Mark(_) | Inst::Check(_) => unreachable!("programs with slots have no closure table"),
+            }
+        }
+        entries += leaves.len();
+        if entries > MAX_CLOSURE_ENTRIES {
+            return None;
+        }
+        table.push(leaves.into_boxed_slice());
+    }
+    Some(table)
 }
 
 #[derive(Default)]
@@ -570,6 +615,10 @@ mod tests {
             Program::compile(&reluctant).unwrap().insts,
             [Inst::Split(3, 1), Inst::Var(a), Inst::Jump(0), Inst::Accept]
         );
+        // What each instruction reaches without a row, preferred first; the jump loops back.
+        let closures = |program: Program| program.closures.expect("no slots").iter().map(|leaves| leaves.to_vec()).collect::<Vec<_>>();
+        assert_eq!(closures(Program::compile(&greedy).unwrap()), [vec![1, 3], vec![1], vec![1, 3], vec![3]]);
+        assert_eq!(closures(Program::compile(&reluctant).unwrap()), [vec![3, 1], vec![1], vec![3, 1], vec![3]]);
     }
 
     #[test]
@@ -577,6 +626,7 @@ mod tests {
         let (pattern, _) = parse("(A?)* B+");
         let program = Program::compile(&pattern).unwrap();
         assert_eq!(program.slots, 1);
+        assert!(program.closures.is_none(), "what a thread reaches depends on its slots");
         assert_eq!(program.insts.iter().filter(|i| matches!(i, Inst::Check(_))).count(), 1);
     }
 

@@ -35,6 +35,8 @@ use super::{EvalFailure, Match, MatchRecognizer};
 pub struct Walk {
     /// The searches from the first open one on, in walk order.
     steps: VecDeque<Step>,
+    /// An empty deque whose capacity [`MatchRecognizer::advance`] reuses.
+    spare: VecDeque<Step>,
     /// Where the walk goes after its last step: the start row and match number.
     next_start: usize,
     next_number: u64,
@@ -43,8 +45,9 @@ pub struct Walk {
 #[derive(Clone, Debug)]
 struct Step {
     number: u64,
-    /// `None` once the search has finished.
-    search: Option<Search>,
+    /// `None` once the search has finished. Boxed: steps move between the
+    /// walk's deques at every call, and a search is large.
+    search: Option<Box<Search>>,
     start: usize,
     /// The search's (provisional while it is open) match, with its measures.
     found: Option<Match>,
@@ -61,6 +64,7 @@ impl Walk {
     pub fn new(start: usize, number: u64) -> Walk {
         Walk {
             steps: VecDeque::new(),
+            spare: VecDeque::new(),
             next_start: start,
             next_number: number,
         }
@@ -126,13 +130,16 @@ impl MatchRecognizer {
     /// appended, unless the walk was restarted since (see the module
     /// documentation).
     pub fn advance(&self, walk: &mut Walk, rows: &[Row], buffers: &mut Buffers, failures: &mut Vec<EvalFailure>) -> Vec<Match> {
-        let mut old = std::mem::take(&mut walk.steps);
+        let spare = std::mem::take(&mut walk.spare);
+        let mut old = std::mem::replace(&mut walk.steps, spare);
         let (mut start, mut number) = old.front().map_or((walk.next_start, walk.next_number), |step| (step.start, step.number));
         let mut tail = Vec::new();
         while start < rows.len() {
             // Old searches the new walk skipped over are gone.
             while old.front().is_some_and(|step| step.start < start) {
-                old.pop_front();
+                if let Some(search) = old.pop_front().and_then(|step| step.search) {
+                    search.recycle(buffers);
+                }
             }
             // A search reads its match number only through MATCH_NUMBER() in DEFINE.
             let reusable = |step: &Step| step.start == start && (step.number == number || !self.define_uses_match_number);
@@ -141,7 +148,7 @@ impl MatchRecognizer {
                 Some(step) => step,
                 None => Step {
                     number,
-                    search: Some(Search::new(self, rows, start, buffers)),
+                    search: Some(Box::new(Search::new(self, rows, start, buffers))),
                     start,
                     found: None,
                 },
@@ -155,9 +162,11 @@ impl MatchRecognizer {
                         .filter(|(_, len)| *len > 0)
                         .map(|(path, len)| self.found(rows, search.start(), search.labels(path, len), number, failures));
                 }
-                if search.is_done() {
-                    step.search = None;
-                }
+            }
+            if step.search.as_ref().is_some_and(|search| search.is_done())
+                && let Some(search) = step.search.take()
+            {
+                search.recycle(buffers);
             }
             if step.number != number {
                 step.number = number;
@@ -174,6 +183,10 @@ impl MatchRecognizer {
             walk.steps.push_back(step);
             (start, number) = (next_start, next_number);
         }
+        for search in old.drain(..).filter_map(|step| step.search) {
+            search.recycle(buffers);
+        }
+        walk.spare = old;
         walk.next_start = start;
         walk.next_number = number;
         walk.drop_finished();
@@ -199,6 +212,7 @@ impl MatchRecognizer {
                 }
                 None => start += 1,
             }
+            search.recycle(&mut buffers);
         }
         matches
     }
