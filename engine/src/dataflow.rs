@@ -150,7 +150,17 @@ pub fn build<'s>(scope: Scope<'s, Epoch>, program: &Program, context: &BuildCont
             latency: metrics::INGEST_TO_EMIT_SECONDS.with_label_values(&[context.query.name.as_str(), name.as_str()]),
             name: name.clone(),
         };
-        let addressed = collection.flat_map(move |row| served_by.clone().into_iter().map(move |worker| (worker, row.clone())));
+        // One worker (the usual case) takes the row as it is; several share a copy each.
+        let addressed = match served_by[..] {
+            [only] => collection.map(move |row| (only, row)),
+            _ => {
+                let served_by: std::rc::Rc<[u64]> = served_by.into();
+                collection.flat_map(move |row| {
+                    let targets = served_by.clone();
+                    (0..targets.len()).map(move |i| (targets[i], row.clone()))
+                })
+            }
+        };
         let dead_letters = builder.dead_letters.clone();
         timed_operator(
             addressed.inner,

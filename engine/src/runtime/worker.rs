@@ -133,6 +133,8 @@ struct QueryRun {
     inputs: Option<QueryInputs>,
     probe: ProbeHandle<Epoch>,
     sources: Vec<SourceState>,
+    /// Where its sources' bad records go, counted under its name.
+    dead_letters: super::DeadLetters,
     epoch: Epoch,
     committed: Option<Epoch>,
     /// This worker asked every worker to drop the failed query.
@@ -177,8 +179,7 @@ impl QueryRun {
                 }
                 input.update(row, 1);
             }
-            let dead_letters = shared.dead_letters.for_query(&self.shared.name);
-            batch.dead_letters.drain(..).for_each(|letter| dead_letters.push(letter));
+            batch.dead_letters.drain(..).for_each(|letter| self.dead_letters.push(letter));
             match status {
                 SourceStatus::Ready => any_ready = true,
                 SourceStatus::Idle => {}
@@ -445,6 +446,7 @@ fn install(worker: &mut Worker, shared: &Shared, sequencer: &mut Sequencer<Comma
         inputs: Some((handles.inputs, handles.watermarks)),
         probe: handles.probe,
         sources,
+        dead_letters: shared.dead_letters.for_query(name),
         epoch: 0,
         committed: None,
         abort_announced: false,
