@@ -6,8 +6,9 @@
 //! `scripts/flink/RunSqlFiles.java`); the first test to need Flink runs every
 //! file below in one JVM (`scripts/flink-sql.sh`, streaming mode,
 //! parallelism 1) and the others wait for it. carbonflow runs each file with
-//! 1 and 2 workers and one row per epoch, so that its watermark advances
-//! between rows as Flink's does.
+//! one row per epoch, so that its watermark advances between rows as Flink's
+//! does, on 1 worker, and on 2 as well for the windows, the conformance
+//! cases and the spike.
 //!
 //! Equal wherever Flink follows the standard; where it does not, each test
 //! asserts the exact difference that docs/match-recognize.md ("Where
@@ -17,7 +18,7 @@
 //!   rows are compared after reading both as values.
 //! * A malformed CSV row stops a Flink job (with or without
 //!   `csv.ignore-parse-errors`); carbonflow dead-letters it and goes on.
-//!   So does an empty DOUBLE field, which carbonflow reads as NULL.
+//!   An empty DOUBLE field stops a Flink job too; carbonflow reads it as NULL.
 //! * MATCH_RECOGNIZE: greedy quantifiers that do not backtrack, physical
 //!   `PREV`, greedy quantifiers at the end of a pattern, and `WITHIN` at its
 //!   limit.
@@ -29,65 +30,26 @@ use std::sync::OnceLock;
 
 mod common;
 
-use common::{read_sorted, run_sql};
+use common::{FLINK_COMPAT_TICKS, MALFORMED_TICK, flink_compat_ticks_table, flink_compat_window_stats, read_sorted, run_sql};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
-/// The ticks of engine/tests/flink_compat.rs: out of order within the
-/// 2-second watermark delay, a row (00:00:40) that arrives after its
-/// tumbling window has fired, and a row with three fields instead of four.
-const TICKS: &str = "\
-A,2024-01-01 00:00:00.025,10.0,5
-B,2024-01-01 00:00:10.000,20.0,3
-A,2024-01-01 00:00:30.000,14.0,2
-A,2024-01-01 00:00:59.999,12.0,1
-B,2024-01-01 00:00:58.000,22.0,4
-A,2024-01-01 00:01:01.000,11.0,7
-A,2024-01-01 00:00:59.000,16.0,1
-not,a,valid row
-B,2024-01-01 00:01:30.000,21.0,2
-A,2024-01-01 00:00:40.000,99.0,1
-A,2024-01-01 00:02:05.000,13.0,1
-";
-const MALFORMED_ROW: &str = "not,a,valid row\n";
-
-/// Issue 2's query file: TUMBLE and HOP over `input`, into two CSV sinks
-/// named after `name`, with extra source options.
+/// Issue 2's file over `input`: its TUMBLE and its HOP aggregation, into
+/// `{name}_tumbling.csv` and `{name}_hopping.csv`, the source with extra options.
 fn windows_file(dir: &Path, name: &str, input: &Path, source_options: &str) -> String {
-    format!(
-        "CREATE TABLE ticks (
-            node STRING,
-            ts TIMESTAMP(3),
-            price DOUBLE,
-            volume BIGINT,
-            WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
-        ) WITH (
-            'connector' = 'filesystem',
-            'path' = '{input}',
-            'format' = 'csv'{source_options}
-        );
-        CREATE TABLE tumbling (
-            node STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3),
-            cnt BIGINT, avg_price DOUBLE, min_price DOUBLE, max_price DOUBLE, volume BIGINT
-        ) WITH ('connector' = 'filesystem', 'path' = '{tumbling}', 'format' = 'csv');
-        CREATE TABLE hopping (
-            node STRING, window_start TIMESTAMP(3), window_end TIMESTAMP(3),
-            cnt BIGINT, avg_price DOUBLE, min_price DOUBLE, max_price DOUBLE, volume BIGINT
-        ) WITH ('connector' = 'filesystem', 'path' = '{hopping}', 'format' = 'csv');
-        INSERT INTO tumbling
-        SELECT node, window_start, window_end, COUNT(*), AVG(price), MIN(price), MAX(price), SUM(volume)
-        FROM TABLE(TUMBLE(TABLE ticks, DESCRIPTOR(ts), INTERVAL '1' MINUTES))
-        GROUP BY node, window_start, window_end;
-        INSERT INTO hopping
-        SELECT node, window_start, window_end, COUNT(*), AVG(price), MIN(price), MAX(price), SUM(volume)
-        FROM TABLE(HOP(TABLE ticks, DESCRIPTOR(ts), INTERVAL '30' SECONDS, INTERVAL '1' MINUTES))
-        GROUP BY node, window_start, window_end;",
-        input = input.display(),
-        tumbling = dir.join(format!("{name}_tumbling.csv")).display(),
-        hopping = dir.join(format!("{name}_hopping.csv")).display(),
-    )
+    let tumbling = flink_compat_window_stats(
+        "tumbling",
+        &dir.join(format!("{name}_tumbling.csv")),
+        "TUMBLE(TABLE ticks, DESCRIPTOR(ts), INTERVAL '1' MINUTES)",
+    );
+    let hopping = flink_compat_window_stats(
+        "hopping",
+        &dir.join(format!("{name}_hopping.csv")),
+        "HOP(TABLE ticks, DESCRIPTOR(ts), INTERVAL '30' SECONDS, INTERVAL '1' MINUTES)",
+    );
+    format!("{}\n{tumbling}\n{hopping}", flink_compat_ticks_table(input, source_options))
 }
 
 /// A MATCH_RECOGNIZE case over its own ticks `node,ts,price`.
@@ -114,22 +76,20 @@ fn per_minute(prices: &[&str]) -> String {
 /// The cases where Flink follows the standard (plus two where it does not,
 /// see [`documented_difference`]); all in one file, one Flink job.
 fn cep_cases() -> Vec<CepCase> {
-    let rising = "PATTERN (A B C) DEFINE B AS B.price > A.price, C AS C.price > B.price";
+    // Three rising prices in a row, over candidates that overlap, with either skip mode.
+    let rising = |name, skip| CepCase {
+        name,
+        ticks: per_minute(&["1", "2", "3", "4", "2", "5"]),
+        columns: "first_ts TIMESTAMP(3), last_ts TIMESTAMP(3)",
+        clauses: format!(
+            "MEASURES A.ts AS first_ts, C.ts AS last_ts ONE ROW PER MATCH AFTER MATCH SKIP {skip}
+             PATTERN (A B C) DEFINE B AS B.price > A.price, C AS C.price > B.price"
+        ),
+        source_options: "",
+    };
     vec![
-        CepCase {
-            name: "skip_to_next_row",
-            ticks: per_minute(&["1", "2", "3", "4", "2", "5"]),
-            columns: "first_ts TIMESTAMP(3), last_ts TIMESTAMP(3)",
-            clauses: format!("MEASURES A.ts AS first_ts, C.ts AS last_ts ONE ROW PER MATCH AFTER MATCH SKIP TO NEXT ROW {rising}"),
-            source_options: "",
-        },
-        CepCase {
-            name: "skip_past_last_row",
-            ticks: per_minute(&["1", "2", "3", "4", "2", "5"]),
-            columns: "first_ts TIMESTAMP(3), last_ts TIMESTAMP(3)",
-            clauses: format!("MEASURES A.ts AS first_ts, C.ts AS last_ts ONE ROW PER MATCH AFTER MATCH SKIP PAST LAST ROW {rising}"),
-            source_options: "",
-        },
+        rising("skip_to_next_row", "TO NEXT ROW"),
+        rising("skip_past_last_row", "PAST LAST ROW"),
         CepCase {
             name: "skip_to_last_variable",
             ticks: per_minute(&["1", "2", "3", "4", "1", "2", "3", "0"]),
@@ -360,8 +320,8 @@ fn run_flink() -> FlinkRun {
 
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
-    std::fs::write(path("ticks.csv"), TICKS).unwrap();
-    std::fs::write(path("wellformed_ticks.csv"), TICKS.replace(MALFORMED_ROW, "")).unwrap();
+    std::fs::write(path("ticks.csv"), FLINK_COMPAT_TICKS).unwrap();
+    std::fs::write(path("wellformed_ticks.csv"), FLINK_COMPAT_TICKS.replace(MALFORMED_TICK, "")).unwrap();
     let files = [
         ("windows.sql", windows_file(dir.path(), "windows", &path("wellformed_ticks.csv"), "")),
         ("malformed_strict.sql", windows_file(dir.path(), "strict", &path("ticks.csv"), "")),

@@ -95,24 +95,26 @@ public final class RunSqlFiles {
         StatementSet inserts = tables.createStatementSet();
         // File sink path -> the directory Flink writes its part files to.
         Map<Path, Path> sinkFiles = new LinkedHashMap<>();
+        boolean anyInsert = false;
         for (String statement : statements(script)) {
             Matcher insert = INSERT_TARGET.matcher(statement);
             if (insert.find()) {
                 redirectFileSink(tables, insert.group(1), sinkFiles);
                 inserts.addInsertSql(statement);
+                anyInsert = true;
             } else if (SELECT.matcher(statement).find()) {
                 printChanges(tables.executeSql(statement));
             } else {
                 tables.executeSql(statement);
             }
         }
-        if (!sinkFiles.isEmpty()) {
+        if (anyInsert) {
             inserts.execute().await();
             sinkFiles.forEach(RunSqlFiles::collectParts);
         }
     }
 
-    /// Points a filesystem sink at a directory of its own for Flink's part files.
+    /** Points a filesystem sink at a directory of its own for Flink's part files. */
     private static void redirectFileSink(TableEnvironment tables, String table, Map<Path, Path> sinkFiles) throws Exception {
         ObjectIdentifier id = ObjectIdentifier.of(tables.getCurrentCatalog(), tables.getCurrentDatabase(), table);
         Map<String, String> options = tables
@@ -131,7 +133,7 @@ public final class RunSqlFiles {
         }
     }
 
-    /// Writes the rows of a finished sink's part files to the sink's own path.
+    /** Writes the rows of a finished sink's part files to the sink's own path. */
     private static void collectParts(Path file, Path parts) {
         try (Stream<Path> entries = Files.exists(parts) ? Files.list(parts) : Stream.empty()) {
             List<Path> committed = entries.filter(p -> !p.getFileName().toString().startsWith(".")).sorted().toList();
@@ -159,7 +161,7 @@ public final class RunSqlFiles {
         }
     }
 
-    /// A value as carbonflow's print sink writes it.
+    /** A value as carbonflow's print sink writes it. */
     private static String text(Object value) {
         if (value == null) {
             return "NULL";
@@ -170,8 +172,8 @@ public final class RunSqlFiles {
         return value.toString();
     }
 
-    /// The statements of a script: split at semicolons outside quotes and comments, blanks dropped.
-    static List<String> statements(String script) {
+    /** The statements of a script: split at semicolons outside quotes and comments, blanks dropped. */
+    private static List<String> statements(String script) {
         List<String> statements = new ArrayList<>();
         StringBuilder current = new StringBuilder();
         int i = 0;
