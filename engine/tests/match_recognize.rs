@@ -158,6 +158,19 @@ fn distinct_aggregates_count_distinct_values() {
     assert_eq!(lines, ["N,4,3"]);
 }
 
+#[test]
+fn between_in_define_includes_both_bounds() {
+    // Runs of prices from 10 to 20, bounds included; 9 and 21 end a run, NOT BETWEEN marks them.
+    let lines = match_csv(
+        "N,2024-01-01 00:00:00,10\nN,2024-01-01 00:00:01,20\nN,2024-01-01 00:00:02,21\nN,2024-01-01 00:00:03,15\nN,2024-01-01 00:00:04,9\n",
+        "price DOUBLE",
+        "node STRING, n BIGINT, outside DOUBLE",
+        "ORDER BY ts MEASURES COUNT(A.price) AS n, X.price AS outside PATTERN (A+ X)
+         DEFINE A AS A.price BETWEEN 10 AND 20, X AS X.price NOT BETWEEN 10 AND 20",
+    );
+    assert_eq!(lines, ["N,1,9.0", "N,2,21.0"]);
+}
+
 /// A rise `A B+` then a fall `C`, over prices 10, 11, 20, 5.
 const RISE_THEN_FALL: &str = "N,2024-01-01 00:00:00,10\nN,2024-01-01 00:00:01,11\nN,2024-01-01 00:00:02,20\nN,2024-01-01 00:00:03,5\n";
 

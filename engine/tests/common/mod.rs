@@ -31,6 +31,73 @@ pub(crate) fn read_sorted(path: &Path) -> Vec<String> {
     lines
 }
 
+/// Issue 2's ticks `node,ts,price,volume` as Flink's filesystem CSV source
+/// reads them. Rows are out of order within the 2-second watermark delay,
+/// except the 00:00:40 row, which arrives when the watermark is already past
+/// its tumbling window: Flink drops it, and so do we (into the dead-letter
+/// output). The row `not,a,valid row` ([`MALFORMED_TICK`]) is malformed.
+pub(crate) const FLINK_COMPAT_TICKS: &str = "\
+A,2024-01-01 00:00:00.025,10.0,5
+B,2024-01-01 00:00:10.000,20.0,3
+A,2024-01-01 00:00:30.000,14.0,2
+A,2024-01-01 00:00:59.999,12.0,1
+B,2024-01-01 00:00:58.000,22.0,4
+A,2024-01-01 00:01:01.000,11.0,7
+A,2024-01-01 00:00:59.000,16.0,1
+not,a,valid row
+B,2024-01-01 00:01:30.000,21.0,2
+A,2024-01-01 00:00:40.000,99.0,1
+A,2024-01-01 00:02:05.000,13.0,1
+";
+
+/// The line of [`FLINK_COMPAT_TICKS`] with three fields instead of four.
+pub(crate) const MALFORMED_TICK: &str = "not,a,valid row\n";
+
+/// Issue 2's source: `ticks`, a header-less CSV `node,ts,price,volume` at
+/// `input` with a 2-second watermark; `options` is added to its `WITH` list.
+pub(crate) fn flink_compat_ticks_table(input: &Path, options: &str) -> String {
+    format!(
+        "CREATE TABLE ticks (
+            node STRING,
+            ts TIMESTAMP(3),
+            price DOUBLE,
+            volume BIGINT,
+            WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+        ) WITH (
+            'connector' = 'filesystem',
+            'path' = '{}',
+            'format' = 'csv'{options}
+        );",
+        input.display()
+    )
+}
+
+/// Issue 2's aggregation of `ticks` over `window` (a window table function
+/// call) into a CSV sink `table` at `output`: its `CREATE TABLE` and `INSERT`.
+pub(crate) fn flink_compat_window_stats(table: &str, output: &Path, window: &str) -> String {
+    format!(
+        "CREATE TABLE {table} (
+            node STRING,
+            window_start TIMESTAMP(3),
+            window_end TIMESTAMP(3),
+            cnt BIGINT,
+            avg_price DOUBLE,
+            min_price DOUBLE,
+            max_price DOUBLE,
+            volume BIGINT
+        ) WITH (
+            'connector' = 'filesystem',
+            'path' = '{}',
+            'format' = 'csv'
+        );
+        INSERT INTO {table}
+        SELECT node, window_start, window_end, COUNT(*), AVG(price), MIN(price), MAX(price), SUM(volume)
+        FROM TABLE({window})
+        GROUP BY node, window_start, window_end;",
+        output.display()
+    )
+}
+
 /// 2024-01-01 00:00:00 UTC: the event time of second 0 of generated ticks.
 pub(crate) const BASE: i64 = 1_704_067_200_000;
 

@@ -14,15 +14,15 @@
 //! input column, then RUNNING measures).
 
 use sqlparser::ast::{
-    self, AfterMatchSkip as SqlSkip, Expr as Ast, FunctionArg, FunctionArgExpr, FunctionArguments, MatchRecognizePattern, MatchRecognizeSymbol,
+    self, AfterMatchSkip as SqlSkip, BinaryOperator, Expr as Ast, FunctionArg, FunctionArgExpr, FunctionArguments, MatchRecognizePattern, MatchRecognizeSymbol,
     RepetitionQuantifier, RowsPerMatch as SqlRowsPerMatch, Spanned, TableFactor, UnaryOperator, Value,
 };
 
 use carbonflow_core::{DataType, Datum, Field, Schema};
 use carbonflow_operators::aggregate::{AggregateFunction, AggregateSpec};
 use carbonflow_operators::cep::{
-    AfterMatchSkip, MatchAggregate, MatchExpr, MatchRecognizer, MatchSpec, Navigation, OrderColumn, Pattern, RowsPerMatch, ScalarFunction, Semantics, VarId,
-    Within,
+    AfterMatchSkip, BinaryOp, MatchAggregate, MatchExpr, MatchRecognizer, MatchSpec, Navigation, OrderColumn, Pattern, RowsPerMatch, ScalarFunction, Semantics,
+    VarId, Within,
 };
 
 use super::{Binder, Scope, binary_type, interval_millis, literal};
@@ -301,6 +301,20 @@ impl MatchContext<'_> {
                 let (r, rt) = self.expr(right)?;
                 let (op, data_type) = binary_type(op, lt, rt, ast)?;
                 (MatchExpr::binary(op, l, r), data_type)
+            }
+            // `x BETWEEN low AND high` is `x >= low AND x <= high`, as in the rest of the query language.
+            Ast::Between { expr, negated, low, high } => {
+                let (value, value_type) = self.expr(expr)?;
+                let (low, low_type) = self.expr(low)?;
+                let (high, high_type) = self.expr(high)?;
+                let (at_least, _) = binary_type(&BinaryOperator::GtEq, value_type, low_type, ast)?;
+                let (at_most, _) = binary_type(&BinaryOperator::LtEq, value_type, high_type, ast)?;
+                let both = MatchExpr::binary(
+                    BinaryOp::And,
+                    MatchExpr::binary(at_least, value.clone(), low),
+                    MatchExpr::binary(at_most, value, high),
+                );
+                (if *negated { MatchExpr::Not(Box::new(both)) } else { both }, DataType::Bool)
             }
             Ast::Function(function) => self.function(function, ast)?,
             other => return Err(SqlError::at(other, format!("unsupported expression in MATCH_RECOGNIZE: {other}"))),
