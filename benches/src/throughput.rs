@@ -12,7 +12,10 @@
 //!
 //! [`hand_loop`] is the ceiling: one thread, one `HashMap`, the same window
 //! assignment, watermark and completion rule as the engine (a window is done
-//! once the watermark reaches `end - 1`), no timely and no rows.
+//! once the watermark reaches `end - 1`), no timely and no rows. It computes
+//! the engine's very output: its sums are exact ([`ExactSum`], correctly
+//! rounded), as the engine's are, not a running `f64` whose last bits depend
+//! on the order of the additions.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -23,6 +26,7 @@ use std::time::Duration;
 use carbonflow::runtime::{RunFailure, RunOptions, RunSummary};
 use carbonflow_core::time::format_timestamp;
 use carbonflow_core::{ConnectorConfig, DataType, Field, Millis, Schema, Str};
+use carbonflow_operators::ExactSum;
 use carbonflow_sources::{SourceBatch, SourceContext, SourceStatus};
 
 /// The tumbling window size: one minute.
@@ -358,12 +362,12 @@ pub fn write_csv(workload: &Workload, dir: &Path, parts: usize) -> Result<Vec<Pa
 }
 
 /// The running aggregate of one node and window.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct WindowAggregate {
     /// Ticks in the window.
     pub count: u64,
-    /// Their price sum.
-    pub sum: f64,
+    /// Their price sum, exact.
+    pub sum: ExactSum,
     /// The lowest price.
     pub min: f64,
     /// The highest price.
@@ -372,9 +376,11 @@ pub struct WindowAggregate {
 
 impl WindowAggregate {
     fn first(price: f64) -> Self {
+        let mut sum = ExactSum::new();
+        sum.add(price);
         WindowAggregate {
             count: 1,
-            sum: price,
+            sum,
             min: price,
             max: price,
         }
@@ -382,14 +388,14 @@ impl WindowAggregate {
 
     fn add(&mut self, price: f64) {
         self.count += 1;
-        self.sum += price;
+        self.sum.add(price);
         self.min = self.min.min(price);
         self.max = self.max.max(price);
     }
 
-    /// The average price.
+    /// The average price: the correctly rounded sum over the count, as the engine's AVG.
     pub fn avg(&self) -> f64 {
-        self.sum / self.count as f64
+        self.sum.value() / self.count as f64
     }
 }
 
@@ -469,7 +475,7 @@ fn time_hand_loop<N: std::hash::Hash + Eq + Clone>(ticks: &[Tick<N>], batch_size
             aggregate.avg(),
             aggregate.min,
             aggregate.max,
-            aggregate.sum,
+            aggregate.sum.value(),
         ));
     });
     Measurement {
@@ -651,7 +657,7 @@ mod tests {
     fn hand_loop_windows(ticks: &Ticks, batch_size: usize) -> Windows {
         let mut windows = Windows::new();
         hand_loop(&ticks.ticks, batch_size, |&node, start, a, _| {
-            let previous = windows.insert((ticks.names[node as usize].clone(), start), (a.count, a.sum, a.min, a.max, a.avg()));
+            let previous = windows.insert((ticks.names[node as usize].clone(), start), (a.count, a.sum.value(), a.min, a.max, a.avg()));
             assert!(previous.is_none(), "a window is emitted once");
         });
         windows
@@ -682,11 +688,15 @@ mod tests {
 
     fn assert_same_windows(engine: &Windows, hand: &Windows, what: &str) {
         assert_eq!(engine.len(), hand.len(), "{what}: window count");
-        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+        // Both sum exactly, so every figure agrees to the bit.
         for (key, e) in engine {
             let h = hand.get(key).unwrap_or_else(|| panic!("{what}: the hand loop has no window {key:?}"));
             assert_eq!(e.0, h.0, "{what}: count of {key:?}");
-            assert!(close(e.1, h.1) && close(e.4, h.4), "{what}: sum/avg of {key:?}: {e:?} vs {h:?}");
+            assert_eq!(
+                (e.1.to_bits(), e.4.to_bits()),
+                (h.1.to_bits(), h.4.to_bits()),
+                "{what}: sum/avg of {key:?}: {e:?} vs {h:?}"
+            );
             assert_eq!((e.2, e.3), (h.2, h.3), "{what}: min/max of {key:?}");
         }
     }
@@ -724,7 +734,7 @@ mod tests {
         let stats = hand_loop(&ticks.ticks, 100, |&node, start, aggregate, watermark| {
             assert!(watermark >= start + WINDOW_MS - 1, "emitted only once complete");
             before_the_end += u64::from(watermark != Millis::MAX);
-            emitted.insert((node, start), *aggregate);
+            emitted.insert((node, start), aggregate.clone());
         });
         assert_eq!(
             stats,
@@ -739,9 +749,9 @@ mod tests {
         );
         assert_eq!(emitted.len(), naive.len());
         for (key, prices) in &naive {
-            let aggregate = emitted[key];
+            let aggregate = &emitted[key];
             assert_eq!(aggregate.count, prices.len() as u64);
-            assert!((aggregate.sum - prices.iter().sum::<f64>()).abs() < 1e-6);
+            assert!((aggregate.sum.value() - prices.iter().sum::<f64>()).abs() < 1e-6);
             assert_eq!(aggregate.min, prices.iter().copied().fold(f64::INFINITY, f64::min));
             assert_eq!(aggregate.max, prices.iter().copied().fold(f64::NEG_INFINITY, f64::max));
         }
@@ -837,7 +847,7 @@ mod tests {
             .collect();
         let mut by_name = Windows::new();
         hand_loop(&named, 64, |node, start, a, _| {
-            by_name.insert((node.clone(), start), (a.count, a.sum, a.min, a.max, a.avg()));
+            by_name.insert((node.clone(), start), (a.count, a.sum.value(), a.min, a.max, a.avg()));
         });
         assert!(!by_id.is_empty());
         assert_eq!(by_name, by_id);

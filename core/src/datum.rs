@@ -262,6 +262,15 @@ impl FromIterator<Datum> for Row {
     }
 }
 
+/// Maps keyed by rows can be probed with a borrowed slice of datums (a key
+/// assembled in a reused buffer), without building a row first. A row hashes
+/// and compares as its datums do, so the two agree.
+impl std::borrow::Borrow<[Datum]> for Row {
+    fn borrow(&self) -> &[Datum] {
+        &self.0
+    }
+}
+
 impl std::ops::Deref for Row {
     type Target = [Datum];
     fn deref(&self) -> &[Datum] {

@@ -8,7 +8,7 @@
 //! | table scan | an input session, then an `Upsert` for primary-key tables |
 //! | filter, project | `flat_map` (rows whose expressions fail are dead-lettered) |
 //! | TUMBLE / HOP / CUMULATE | `flat_map` assigning each row to its windows |
-//! | aggregate | [`GroupedAggregate`] in the shared [`timed_operator`] |
+//! | aggregate | [`GroupedAggregate`] in the shared [`timed_operator`]; over an append-only input, after a per-worker [`combine_per_epoch`] |
 //! | session aggregate | [`SessionAggregate`] in the same wrapper |
 //! | OVER calls | [`Over`] in the same wrapper, keyed by partition |
 //! | MATCH_RECOGNIZE | [`MatchRecognize`](carbonflow_operators::cep::dataflow::MatchRecognize) in the same wrapper |
@@ -34,19 +34,20 @@ use timely::dataflow::{InputHandleVec, ProbeHandle, Scope, Stream};
 
 use carbonflow_core::metrics::{self, Histogram};
 use carbonflow_core::{ConnectorConfig, Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row, Watermark};
+use carbonflow_operators::aggregate::GroupAccumulator;
 use carbonflow_operators::analytics::dataflow::Over;
 use carbonflow_operators::cep::MatchRecognizer;
-use carbonflow_operators::dataflow::{CoreContext, TimedCore, WatermarkUpdate, route_hash, timed_operator};
+use carbonflow_operators::dataflow::{CoreContext, TimedCore, WatermarkUpdate, combine_per_epoch, route_hash, timed_operator};
 use carbonflow_operators::forecast::onnx::OnnxModel;
 use carbonflow_operators::forecast::{Forecast, ForecastModel, ForecastSpec};
-use carbonflow_operators::grouped::{EmitMode, GroupedAggregate, WindowKey};
+use carbonflow_operators::grouped::{Combiner, EmitMode, GroupedAggregate, WindowKey};
 use carbonflow_operators::session_aggregate::SessionAggregate;
 use carbonflow_operators::temporal_join::{JoinSide, TemporalJoin};
 use carbonflow_operators::upsert::Upsert;
 use carbonflow_operators::windows::WindowSpec;
 use carbonflow_sinks::Sink;
 
-use crate::plan::{AggregateCall, Expr, ForecastModelSpec, Node, OutputTarget, Plan, Program};
+use crate::plan::{AggregateCall, AggregateStrategy, Expr, ForecastModelSpec, Node, OutputTarget, Plan, Program};
 use crate::runtime::registry::QueryShared;
 use crate::runtime::{DeadLetters, RunFailure};
 use crate::sql::Emit;
@@ -289,17 +290,27 @@ impl<'s> Builder<'s, '_> {
                     _ => (input.as_ref(), None),
                 };
                 let input = self.plan(input);
-                let keyed = keyed_arguments(input, windowing, keys.clone(), aggregates, rowtime, self.dead_letters.clone());
+                let arguments = GroupArguments::new(windowing, keys, aggregates, rowtime);
                 let window = window.map(|w| WindowKey {
                     end: w.end,
                     allowed_lateness: self.program.allowed_lateness,
                     emit: if *emit == Emit::Final { EmitMode::Final } else { EmitMode::Changes },
                 });
                 let name = plan.operator_name();
-                let core = GroupedAggregate::new(name, aggregates.iter().map(|a| a.spec).collect(), window);
+                let specs: Vec<_> = aggregates.iter().map(|a| a.spec).collect();
                 // Plain GROUP BY groups never close, so they need no watermark.
                 let tables = if window.is_some() { watermark_tables(plan) } else { BTreeSet::new() };
-                self.keyed(keyed, tables, name, core)
+                match plan.aggregate_strategy(self.program) {
+                    Some(AggregateStrategy::Combined) => {
+                        let partials = combined_arguments(input, arguments, specs.clone(), self.dead_letters.clone());
+                        let core = GroupedAggregate::<GroupAccumulator>::new(name, specs, window);
+                        self.keyed(partials, tables, name, core)
+                    }
+                    _ => {
+                        let keyed = keyed_arguments(input, arguments, self.dead_letters.clone());
+                        self.keyed(keyed, tables, name, GroupedAggregate::<Row>::new(name, specs, window))
+                    }
+                }
             }
             Node::SessionAggregate {
                 input,
@@ -310,8 +321,9 @@ impl<'s> Builder<'s, '_> {
                 emit,
             } => {
                 let input = self.plan(input);
-                let keys = partition.iter().map(|c| Expr::Column(*c)).collect();
-                let keyed = keyed_arguments(input, None, keys, aggregates, Some(*time_column), self.dead_letters.clone());
+                let keys: Vec<Expr> = partition.iter().map(|c| Expr::Column(*c)).collect();
+                let arguments = GroupArguments::new(None, &keys, aggregates, Some(*time_column));
+                let keyed = keyed_arguments(input, arguments, self.dead_letters.clone());
                 let emit = if *emit == Emit::Final { EmitMode::Final } else { EmitMode::Changes };
                 let core = SessionAggregate::new(
                     "SessionWindowAggregate",
@@ -421,7 +433,7 @@ impl<'s> Builder<'s, '_> {
         self.plan(input).map(move |row| (row.project(&partition), row))
     }
 
-    fn keyed<V: differential_dataflow::ExchangeData + std::hash::Hash, C: TimedCore<Input = (Row, V)>>(
+    fn keyed<V: timely::ExchangeData, C: TimedCore<Input = (Row, V)>>(
         &self,
         keyed: VecCollection<'s, Epoch, (Row, V), Diff>,
         tables: BTreeSet<u32>,
@@ -477,40 +489,89 @@ pub fn upsert_retention(connector: &ConnectorConfig) -> Millis {
         .unwrap_or(DEFAULT_UPSERT_RETENTION)
 }
 
-/// Maps rows to `(group key, aggregate arguments ++ [event time])`, first
-/// assigning each row to its windows when a window TVF is fused in.
-fn keyed_arguments<'s>(
-    input: Collection<'s>,
-    mut windowing: Option<Windowing>,
-    keys: Vec<Expr>,
-    aggregates: &[AggregateCall],
-    rowtime: Option<usize>,
-    dead_letters: DeadLetters,
-) -> VecCollection<'s, Epoch, (Row, Row), Diff> {
-    let keys = RowBuilder::new(&keys);
-    let args: Vec<Expr> = aggregates
-        .iter()
-        .map(|a| a.arg.clone().unwrap_or(Expr::Literal(Datum::Null)))
-        .chain(std::iter::once(rowtime.map_or(Expr::Literal(Datum::Null), Expr::Column)))
-        .collect();
-    let args = RowBuilder::new(&args);
-    let mut scratch = Vec::new();
-    input.flat_map(move |row| {
-        let mut produced = Produced::default();
+/// What an aggregation reads from each row: the group key and the aggregate
+/// arguments followed by the event time, once per window of the row when a
+/// window TVF is fused in, built in reused buffers.
+struct GroupArguments {
+    windowing: Option<Windowing>,
+    keys: RowBuilder,
+    args: RowBuilder,
+    key: Vec<Datum>,
+    arguments: Vec<Datum>,
+    scratch: Vec<Datum>,
+}
+
+impl GroupArguments {
+    fn new(windowing: Option<Windowing>, keys: &[Expr], aggregates: &[AggregateCall], rowtime: Option<usize>) -> Self {
+        let args: Vec<Expr> = aggregates
+            .iter()
+            .map(|a| a.arg.clone().unwrap_or(Expr::Literal(Datum::Null)))
+            .chain(std::iter::once(rowtime.map_or(Expr::Literal(Datum::Null), Expr::Column)))
+            .collect();
+        GroupArguments {
+            windowing,
+            keys: RowBuilder::new(keys),
+            args: RowBuilder::new(&args),
+            key: Vec::new(),
+            arguments: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Calls `each(key, arguments)` for every window of `row` (once without
+    /// a window TVF); the callee may take the datums out of the buffers. A
+    /// row whose expressions fail is dead-lettered.
+    fn for_each(&mut self, row: &Row, dead_letters: &DeadLetters, mut each: impl FnMut(&mut Vec<Datum>, &mut Vec<Datum>)) {
+        let GroupArguments {
+            windowing,
+            keys,
+            args,
+            key,
+            arguments,
+            scratch,
+        } = self;
         let mut failure = None;
-        let mut emit = |view: RowView| match keys.build(view, &mut scratch).and_then(|key| Ok((key, args.build(view, &mut scratch)?))) {
-            Ok(pair) => produced.push(pair),
-            Err(error) => failure = Some(error),
+        let mut emit = |view: RowView| {
+            let built = keys.build_into(view, scratch, key).and_then(|()| args.build_into(view, scratch, arguments));
+            match built {
+                Ok(()) => each(key, arguments),
+                Err(error) => failure = Some(error),
+            }
         };
         match windowing.as_mut() {
-            Some(windowing) => windowing.for_each(&row, &mut emit),
-            None => emit(RowView { row: &row, window: &[] }),
+            Some(windowing) => windowing.for_each(row, &mut emit),
+            None => emit(RowView { row, window: &[] }),
         }
         if let Some(error) = failure {
-            dead_letters.push(eval_failure("Aggregate", &row, &error.to_string()));
+            dead_letters.push(eval_failure("Aggregate", row, &error.to_string()));
         }
+    }
+}
+
+/// Maps rows to `(group key, aggregate arguments ++ [event time])`.
+fn keyed_arguments<'s>(input: Collection<'s>, mut arguments: GroupArguments, dead_letters: DeadLetters) -> VecCollection<'s, Epoch, (Row, Row), Diff> {
+    input.flat_map(move |row| {
+        let mut produced = Produced::default();
+        arguments.for_each(&row, &dead_letters, |key, args| {
+            produced.push((key.drain(..).collect(), args.drain(..).collect()))
+        });
         produced
     })
+}
+
+/// Folds an append-only input's rows per epoch and group into partial
+/// states on the worker that reads them ([`combine_per_epoch`]).
+fn combined_arguments<'s>(
+    input: Collection<'s>,
+    mut arguments: GroupArguments,
+    specs: Vec<carbonflow_operators::AggregateSpec>,
+    dead_letters: DeadLetters,
+) -> VecCollection<'s, Epoch, (Row, GroupAccumulator), Diff> {
+    let new_combiner = move || Combiner::new(&specs).expect("the planner combines only aggregates with an append-only form");
+    combine_per_epoch(input.inner, "Combine", new_combiner, move |row: Row, diff, combiner| {
+        arguments.for_each(&row, &dead_letters, |key, args| combiner.update(key, args, diff));
+    })
+    .as_collection()
 }
 
 /// A row as expressions see it: its own columns, then (under a window TVF)
@@ -558,6 +619,13 @@ impl RowBuilder {
 
     /// The output row for `view`, allocated once.
     fn build(&self, view: RowView, scratch: &mut Vec<Datum>) -> Result<Row, crate::plan::expr::EvalError> {
+        let mut datums = Vec::with_capacity(self.steps.len());
+        self.build_into(view, scratch, &mut datums)?;
+        Ok(Row::new(datums))
+    }
+
+    /// The output row for `view`, in place of what `datums` held.
+    fn build_into(&self, view: RowView, scratch: &mut Vec<Datum>, datums: &mut Vec<Datum>) -> Result<(), crate::plan::expr::EvalError> {
         let contiguous: &[Datum] = if self.general && !view.window.is_empty() {
             scratch.clear();
             scratch.extend_from_slice(view.row);
@@ -566,7 +634,7 @@ impl RowBuilder {
         } else {
             view.row
         };
-        let mut datums = Vec::with_capacity(self.steps.len());
+        datums.clear();
         for step in &self.steps {
             datums.push(match step {
                 Step::Column(index) => view.get(*index).clone(),
@@ -574,7 +642,7 @@ impl RowBuilder {
                 Step::Expr(expr) => expr.eval(contiguous)?,
             });
         }
-        Ok(Row::new(datums))
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 
 use carbonflow_sources::Retention;
 
-use crate::plan::{Node, OutputTarget, Plan, Program, duration};
+use crate::plan::{AggregateStrategy, Node, OutputTarget, Plan, Program, duration};
 
 /// Describes the dataflow of every output, one operator per line.
 pub fn dataflow(program: &Program) -> String {
@@ -52,8 +52,18 @@ fn describe(program: &Program, plan: &Plan, depth: usize, out: &mut String) {
         Node::ViewScan { .. } => "the view's collection, built once for every reader (its plan is above)".to_owned(),
         Node::Filter { .. } | Node::Project { .. } => "flat_map [pipelined, no exchange]".to_owned(),
         Node::WindowAssign { .. } => "flat_map: one copy per window [pipelined]".to_owned(),
-        Node::Aggregate { window: Some(_), .. } => format!("timed operator [exchange by group key; closes windows on the watermark of: {}]", watermarks()),
-        Node::Aggregate { window: None, .. } => "timed operator [exchange by group key; state per group]".to_owned(),
+        Node::Aggregate { window, .. } => {
+            let exchange = match plan.aggregate_strategy(program) {
+                Some(AggregateStrategy::Combined) => {
+                    "append-only input: each worker pre-aggregates an epoch's rows per group, partial states exchanged by group key and merged"
+                }
+                _ => "exchange by group key; retractable state",
+            };
+            match window {
+                Some(_) => format!("timed operator [{exchange}; closes windows on the watermark of: {}]", watermarks()),
+                None => format!("timed operator [{exchange}; state per group]"),
+            }
+        }
         Node::SessionAggregate { .. } => format!("timed operator [exchange by partition key; watermark of: {}]", watermarks()),
         Node::Join { .. } => "join_map [both sides arranged by key]".to_owned(),
         Node::Union { .. } => "concat [pipelined, no exchange]".to_owned(),
@@ -120,5 +130,37 @@ mod tests {
             "{described}"
         );
         assert!(described.contains("input plain (table #1): one source instance per worker\n"), "{described}");
+    }
+
+    #[test]
+    fn an_aggregation_over_an_append_only_input_is_combined_before_the_exchange() {
+        let query = |primary_key: &str, call: &str| {
+            format!(
+                "CREATE TABLE ticks (node STRING, ts TIMESTAMP(3), price DOUBLE, {primary_key} WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+                   WITH ('connector' = 'filesystem', 'path' = 'ticks.csv', 'format' = 'csv');
+                 CREATE VIEW cheap AS SELECT node, ts, price FROM ticks WHERE price < 100;
+                 SELECT node, window_start, {call} FROM TABLE(TUMBLE(TABLE cheap, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+                 GROUP BY node, window_start, window_end;"
+            )
+        };
+        let describe = |text: String| {
+            let program = crate::cli::check_text(&text).unwrap_or_else(|error| panic!("{}", error.render("test.sql", &text)));
+            dataflow(&program)
+        };
+        let combined = "each worker pre-aggregates an epoch's rows per group";
+        let described = describe(query("", "COUNT(*), MIN(price), MAX(price), AVG(price), LAST_VALUE(price)"));
+        assert!(
+            described.contains(&format!("WindowAggregate + Tumble: timed operator [append-only input: {combined}")),
+            "{described}"
+        );
+        // A primary key makes later rows revisions: retractions reach the aggregation.
+        let described = describe(query("PRIMARY KEY (node, ts) NOT ENFORCED,", "MIN(price)"));
+        assert!(
+            described.contains("[exchange by group key; retractable state;") && !described.contains(combined),
+            "{described}"
+        );
+        // DISTINCT sums need every distinct value: no partial state stands for them.
+        let described = describe(query("", "SUM(DISTINCT price)"));
+        assert!(!described.contains(combined), "{described}");
     }
 }

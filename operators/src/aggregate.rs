@@ -41,17 +41,29 @@
 //!   when its multiplicity goes from 0 to positive and loses it when it falls
 //!   back to 0. For MIN, MAX, FIRST_VALUE and LAST_VALUE DISTINCT cannot change
 //!   the answer, so it is ignored there.
+//!
+//! **Append-only inputs.** A collection that never retracts (a source with no
+//! primary key, through filters, projections and windows) needs none of the
+//! retraction machinery: [`Accumulator::append_only`] keeps MIN and MAX as
+//! the one extreme seen and FIRST_VALUE / LAST_VALUE as the one (event time,
+//! value) pair, instead of a multiset. Such accumulators also
+//! [merge](Accumulator::merge): a worker pre-aggregates an epoch's rows per
+//! group and ships the partial state, which joins the group's state exactly
+//! (integer and exact float sums add, extremes compare), so the result is the
+//! same bit for bit as if every row had been folded in one place. They take
+//! no retraction; handing them one is a planner bug and panics.
 
 use std::collections::hash_map::HashMap;
 use std::fmt;
 
 use carbonflow_core::{DataType, Datum, Diff, Millis};
+use serde::{Deserialize, Serialize};
 
 use crate::exact_sum::ExactSum;
 use crate::multiset::Multiset;
 
 /// An aggregate function of SQL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AggregateFunction {
     /// `COUNT(*)`: all rows, NULLs included.
     CountStar,
@@ -178,10 +190,24 @@ impl AggregateSpec {
     pub fn distinct(self) -> Self {
         AggregateSpec { distinct: true, ..self }
     }
+
+    /// Whether `DISTINCT` changes the result (it cannot for the extremes and
+    /// FIRST_VALUE / LAST_VALUE), so the distinct values must be kept.
+    fn keeps_distinct_values(&self) -> bool {
+        use AggregateFunction::*;
+        self.distinct && matches!(self.function, Count | Sum | Avg | StddevPop | StddevSamp | VarPop | VarSamp)
+    }
+
+    /// Whether the call has an append-only, mergeable form
+    /// ([`Accumulator::append_only`]): every call but those whose DISTINCT
+    /// values must be counted.
+    pub fn has_append_only_form(&self) -> bool {
+        !self.keeps_distinct_values()
+    }
 }
 
 /// What an aggregate keeps, beyond the count of non-NULL values.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 enum State {
     /// COUNT(*) and COUNT(x): the count is everything.
     Count,
@@ -196,10 +222,24 @@ enum State {
     Values(Multiset<Datum>),
     /// FIRST_VALUE and LAST_VALUE: the multiset of (event time, value).
     Timed(Multiset<(Millis, Datum)>),
+    /// MIN and MAX over an append-only input: the extreme so far.
+    Extreme(Option<Datum>),
+    /// FIRST_VALUE and LAST_VALUE over an append-only input: the extreme
+    /// (event time, value) so far.
+    TimedExtreme(Option<(Millis, Datum)>),
+}
+
+/// Whether `candidate` replaces `current` as the smallest (MIN, FIRST_VALUE)
+/// or the largest (MAX, LAST_VALUE) key seen.
+fn replaces<K: Ord>(function: AggregateFunction, current: &Option<K>, candidate: &K) -> bool {
+    let smallest = matches!(function, AggregateFunction::Min | AggregateFunction::FirstValue);
+    current
+        .as_ref()
+        .is_none_or(|current| if smallest { candidate < current } else { candidate > current })
 }
 
 /// The state of one aggregate over one group. See the module documentation.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Accumulator {
     function: AggregateFunction,
     /// Net multiplicity of the values the state holds (rows for `COUNT(*)`).
@@ -212,6 +252,17 @@ pub struct Accumulator {
 impl Accumulator {
     /// An empty accumulator for `spec`.
     pub fn new(spec: &AggregateSpec) -> Self {
+        Self::with_form(spec, false)
+    }
+
+    /// An empty accumulator for `spec` over an input that never retracts,
+    /// which can [merge](Self::merge) with others of its kind; `None` where
+    /// the spec has no such form ([`AggregateSpec::has_append_only_form`]).
+    pub fn append_only(spec: &AggregateSpec) -> Option<Self> {
+        spec.has_append_only_form().then(|| Self::with_form(spec, true))
+    }
+
+    fn with_form(spec: &AggregateSpec, append_only: bool) -> Self {
         use AggregateFunction::*;
         let float = spec.input_type == DataType::Float;
         let state = match spec.function {
@@ -219,15 +270,44 @@ impl Accumulator {
             Sum | Avg if float => State::FloatSum(Box::default()),
             Sum | Avg => State::IntSum(0),
             StddevPop | StddevSamp | VarPop | VarSamp => State::Moments(Box::default()),
+            Min | Max if append_only => State::Extreme(None),
             Min | Max => State::Values(Multiset::default()),
+            FirstValue | LastValue if append_only => State::TimedExtreme(None),
             FirstValue | LastValue => State::Timed(Multiset::default()),
         };
-        let distinct_matters = matches!(spec.function, Count | Sum | Avg | StddevPop | StddevSamp | VarPop | VarSamp);
         Accumulator {
             function: spec.function,
             count: 0,
             state,
-            distinct: (spec.distinct && distinct_matters).then(HashMap::new),
+            distinct: spec.keeps_distinct_values().then(HashMap::new),
+        }
+    }
+
+    /// Adds the rows `other` holds, as if each had been added here. Both must
+    /// be [append-only](Self::append_only) accumulators of the same spec.
+    pub fn merge(&mut self, other: Accumulator) {
+        debug_assert_eq!(self.function, other.function, "merging the states of different aggregates");
+        self.count += other.count;
+        match (&mut self.state, other.state) {
+            (State::Count, State::Count) => {}
+            (State::IntSum(sum), State::IntSum(other)) => *sum += other,
+            (State::FloatSum(sum), State::FloatSum(other)) => sum.merge(&other),
+            (State::Moments(sums), State::Moments(other)) => {
+                sums[0].merge(&other[0]);
+                sums[1].merge(&other[1]);
+            }
+            (State::Extreme(extreme), State::Extreme(Some(other))) => {
+                if replaces(self.function, extreme, &other) {
+                    *extreme = Some(other);
+                }
+            }
+            (State::TimedExtreme(extreme), State::TimedExtreme(Some(other))) => {
+                if replaces(self.function, extreme, &other) {
+                    *extreme = Some(other);
+                }
+            }
+            (State::Extreme(_), State::Extreme(None)) | (State::TimedExtreme(_), State::TimedExtreme(None)) => {}
+            (state, other) => unreachable!("only append-only states of one aggregate merge: {state:?} and {other:?}"),
         }
     }
 
@@ -288,6 +368,19 @@ impl Accumulator {
             },
             State::Values(values) => values.add(value.clone(), diff),
             State::Timed(values) => values.add((event_time, value.clone()), diff),
+            State::Extreme(extreme) => {
+                assert!(diff > 0, "the append-only {} was sent a retraction", self.function);
+                if replaces(self.function, extreme, value) {
+                    *extreme = Some(value.clone());
+                }
+            }
+            State::TimedExtreme(extreme) => {
+                assert!(diff > 0, "the append-only {} was sent a retraction", self.function);
+                let timed = (event_time, value.clone());
+                if replaces(self.function, extreme, &timed) {
+                    *extreme = Some(timed);
+                }
+            }
         }
         self.count += diff;
     }
@@ -327,13 +420,15 @@ impl Accumulator {
             (State::Values(values), _) => values.last().cloned().unwrap_or(Datum::Null),
             (State::Timed(values), FirstValue) => values.first().map_or(Datum::Null, |(_, v)| v.clone()),
             (State::Timed(values), _) => values.last().map_or(Datum::Null, |(_, v)| v.clone()),
+            (State::Extreme(extreme), _) => extreme.clone().unwrap_or(Datum::Null),
+            (State::TimedExtreme(extreme), _) => extreme.as_ref().map_or(Datum::Null, |(_, v)| v.clone()),
             (State::Count, _) => Datum::Int(n),
         }
     }
 }
 
 /// All aggregates of one group, plus the group's row count.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GroupAccumulator {
     rows: Diff,
     accumulators: Vec<Accumulator>,
@@ -345,6 +440,24 @@ impl GroupAccumulator {
         GroupAccumulator {
             rows: 0,
             accumulators: specs.iter().map(Accumulator::new).collect(),
+        }
+    }
+
+    /// An empty group computing `specs` over an input that never retracts
+    /// ([`Accumulator::append_only`]); `None` unless every spec has that form.
+    pub fn append_only(specs: &[AggregateSpec]) -> Option<Self> {
+        Some(GroupAccumulator {
+            rows: 0,
+            accumulators: specs.iter().map(Accumulator::append_only).collect::<Option<_>>()?,
+        })
+    }
+
+    /// Adds the rows of `other`, an append-only group of the same specs.
+    pub fn merge(&mut self, other: GroupAccumulator) {
+        debug_assert_eq!(self.accumulators.len(), other.accumulators.len(), "one state per aggregate");
+        self.rows += other.rows;
+        for (accumulator, other) in self.accumulators.iter_mut().zip(other.accumulators) {
+            accumulator.merge(other);
         }
     }
 
@@ -702,7 +815,67 @@ mod tests {
         Ok(())
     }
 
+    /// Insertions cut into parts, each folded into its own append-only group
+    /// (a worker's epoch), then merged in reverse order, half of them after a
+    /// trip through timely's wire format (another process): the result equals, bit for bit,
+    /// what the naive model and a retractable group fed every row say.
+    fn check_append_only_against_model(input_type: DataType, rows: Vec<(Datum, Millis)>, cuts: Vec<prop::sample::Index>) -> Result<(), TestCaseError> {
+        let specs: Vec<AggregateSpec> = all_specs(input_type).into_iter().filter(AggregateSpec::has_append_only_form).collect();
+        prop_assert!(specs.iter().any(|spec| spec.distinct), "DISTINCT extremes keep their append-only form");
+        let mut bounds: Vec<usize> = cuts.iter().map(|cut| cut.index(rows.len() + 1)).collect();
+        bounds.extend([0, rows.len()]);
+        bounds.sort_unstable();
+        let mut merged = GroupAccumulator::append_only(&specs).unwrap();
+        for (i, part) in bounds.windows(2).enumerate().rev() {
+            let mut partial = GroupAccumulator::append_only(&specs).unwrap();
+            for (value, time) in &rows[part[0]..part[1]] {
+                partial.update(&vec![value.clone(); specs.len()], *time, 1);
+            }
+            if i % 2 == 0 {
+                partial = crate::over_the_wire(partial);
+            }
+            merged.merge(partial);
+        }
+        let mut retractable = GroupAccumulator::new(&specs);
+        for (value, time) in &rows {
+            retractable.update(&vec![value.clone(); specs.len()], *time, 1);
+        }
+        let (mut got, mut expected) = (Vec::new(), Vec::new());
+        merged.results(&mut got);
+        retractable.results(&mut expected);
+        prop_assert_eq!(merged.row_count(), rows.len() as Diff);
+        for ((spec, got), expected) in specs.iter().zip(&got).zip(&expected) {
+            prop_assert_eq!(got, &naive(spec, &rows), "{:?} over {:?}", spec, rows);
+            prop_assert_eq!(got, expected, "{:?}", spec);
+        }
+        Ok(())
+    }
+
+    fn inserts(input_type: DataType) -> impl Strategy<Value = Vec<(Datum, Millis)>> {
+        prop::collection::vec((value(input_type), 0i64..6), 0..60)
+    }
+
+    #[test]
+    fn an_append_only_extreme_panics_on_a_retraction() {
+        let mut max = Accumulator::append_only(&AggregateSpec::new(Max, DataType::Int)).unwrap();
+        max.update(&Datum::Int(3), 0, 1);
+        let retracted = std::panic::catch_unwind(move || max.update(&Datum::Int(3), 0, -1));
+        assert!(retracted.is_err());
+        assert!(Accumulator::append_only(&AggregateSpec::new(Sum, DataType::Int).distinct()).is_none());
+        assert!(Accumulator::append_only(&AggregateSpec::new(Min, DataType::Int).distinct()).is_some());
+    }
+
     proptest! {
+        #[test]
+        fn oracle_append_only_parts_merge_on_bigint(rows in inserts(DataType::Int), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..5)) {
+            check_append_only_against_model(DataType::Int, rows, cuts)?;
+        }
+
+        #[test]
+        fn oracle_append_only_parts_merge_on_double(rows in inserts(DataType::Float), cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..5)) {
+            check_append_only_against_model(DataType::Float, rows, cuts)?;
+        }
+
         #[test]
         fn oracle_every_aggregate_on_bigint(ops in ops(DataType::Int)) {
             check_against_model(DataType::Int, ops)?;

@@ -18,6 +18,10 @@
 //! every instance idle nothing is pending anywhere, and the watermark moves
 //! to the largest one reported. The watermark never moves back: an instance
 //! returning from idleness behind it sees its rows treated as late.
+//!
+//! In front of a grouped aggregation over an append-only input,
+//! [`combine_per_epoch`] pre-aggregates each epoch's rows on the worker that
+//! read them, so partial states, not rows, cross the exchange.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hash};
@@ -25,6 +29,9 @@ use std::time::Instant;
 
 use carbonflow_core::metrics::Histogram;
 use carbonflow_core::{DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
+
+use crate::aggregate::GroupAccumulator;
+use crate::grouped::Combiner;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
@@ -237,6 +244,51 @@ where
             if !finished && data_frontier.is_empty() && watermark_frontier.is_empty() && pending.is_empty() {
                 finished = true;
                 core.on_finish();
+            }
+        }
+    })
+}
+
+/// Builds a per-worker combiner: `fold` folds each update of `data` into the
+/// [`Combiner`] of its epoch (made by `new_combiner`), and once the input has
+/// passed an epoch its partial states leave at that epoch, one per group,
+/// each with diff 1. Nothing is exchanged here; the caller routes the partial
+/// states by key into a [`GroupedAggregate`](crate::grouped::GroupedAggregate)
+/// that merges them.
+pub fn combine_per_epoch<'scope, D: Clone + 'static>(
+    data: Stream<'scope, Epoch, Updates<D>>,
+    name: &str,
+    new_combiner: impl Fn() -> Combiner + 'static,
+    mut fold: impl FnMut(D, Diff, &mut Combiner) + 'static,
+) -> Stream<'scope, Epoch, Updates<(Row, GroupAccumulator)>> {
+    data.unary_frontier::<CapacityContainerBuilder<Updates<(Row, GroupAccumulator)>>, _, _, _>(Pipeline, name, move |_capability, _info| {
+        let mut pending: BTreeMap<Epoch, (Capability<Epoch>, Combiner)> = BTreeMap::new();
+        // Drained combiners, kept for their allocated tables.
+        let mut spare: Vec<Combiner> = Vec::new();
+        move |(input, frontier), out| {
+            input.for_each(|capability, updates| {
+                let mut updates = updates.drain(..).peekable();
+                while let Some((d, epoch, diff)) = updates.next() {
+                    let (_, combiner) = pending
+                        .entry(epoch)
+                        .or_insert_with(|| (capability.delayed(&epoch, 0), spare.pop().unwrap_or_else(&new_combiner)));
+                    fold(d, diff, combiner);
+                    while let Some((d, _, diff)) = updates.next_if(|(_, next, _)| *next == epoch) {
+                        fold(d, diff, combiner);
+                    }
+                }
+            });
+            while let Some(entry) = pending.first_entry() {
+                let epoch = *entry.key();
+                if frontier.less_equal(&epoch) {
+                    break;
+                }
+                let (capability, mut combiner) = entry.remove();
+                if !combiner.is_empty() {
+                    out.session(&capability)
+                        .give_iterator(combiner.drain().map(|(key, partial)| ((key, partial), epoch, 1)));
+                }
+                spare.push(combiner);
             }
         }
     })

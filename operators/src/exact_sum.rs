@@ -26,6 +26,14 @@
 //!
 //! Infinities and NaN cannot be held in the integer, so they are counted
 //! separately: retracting them restores the finite sum.
+//!
+//! Two sums merge exactly ([`ExactSum::merge`]): a worker's partial sum of an
+//! epoch joins its group's sum on another worker with the same result as if
+//! every value had been added there, which is what lets an aggregation
+//! pre-aggregate before the exchange without its answers depending on the
+//! number of workers.
+
+use serde::{Deserialize, Serialize};
 
 /// Number of chunks: 2098 value bits need 66 chunks of 32 bits, plus one
 /// for the carries of many large additions and the sign.
@@ -40,7 +48,8 @@ const ADDS_BEFORE_CARRY: u32 = 1024;
 /// The exact sum of a multiset of doubles. See the module documentation.
 ///
 /// Not `PartialEq`: equal sums may be held in differently carried chunks.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(into = "SpanWire", try_from = "SpanWire")]
 pub struct ExactSum {
     chunks: [i64; CHUNKS],
     /// Every chunk outside `lowest..=highest` is zero (none is nonzero while
@@ -154,6 +163,28 @@ impl ExactSum {
         }
     }
 
+    /// Adds every value `other` holds, as if each had been added here.
+    pub fn merge(&mut self, other: &ExactSum) {
+        self.pos_inf += other.pos_inf;
+        self.neg_inf += other.neg_inf;
+        self.nan += other.nan;
+        if other.lowest > other.highest {
+            return;
+        }
+        // Carried, a chunk here is below 2^32 in magnitude (the top one at
+        // most holds the sign); one of `other` is below 2^32 plus its
+        // additions since its last carry, each less than 2^53. The merged
+        // chunk takes what is left of that budget, one addition fewer.
+        let other_additions = ADDS_BEFORE_CARRY - other.adds_until_carry;
+        self.propagate_carries();
+        self.lowest = self.lowest.min(other.lowest);
+        self.highest = self.highest.max(other.highest);
+        for index in other.lowest..=other.highest {
+            self.chunks[index] += other.chunks[index];
+        }
+        self.adds_until_carry = ADDS_BEFORE_CARRY.saturating_sub(other_additions + 1);
+    }
+
     /// Brings every chunk of the span but its top one into `[0, 2^32)`, keeping the value.
     fn propagate_carries(&mut self) {
         if self.lowest <= self.highest {
@@ -202,6 +233,60 @@ impl ExactSum {
         }
         let magnitude = round_to_f64(&chunks, lowest, highest);
         if negative { -magnitude } else { magnitude }
+    }
+}
+
+/// How a sum crosses between processes: the chunks of its span only (two or
+/// three for the values of one column, not all 67), and the non-finite counts.
+#[derive(Serialize, Deserialize)]
+struct SpanWire {
+    /// Index of the first chunk sent.
+    lowest: usize,
+    chunks: Vec<i64>,
+    pos_inf: i64,
+    neg_inf: i64,
+    nan: i64,
+}
+
+impl From<ExactSum> for SpanWire {
+    fn from(sum: ExactSum) -> Self {
+        let chunks = if sum.lowest <= sum.highest {
+            sum.chunks[sum.lowest..=sum.highest].to_vec()
+        } else {
+            Vec::new()
+        };
+        SpanWire {
+            lowest: sum.lowest.min(CHUNKS),
+            chunks,
+            pos_inf: sum.pos_inf,
+            neg_inf: sum.neg_inf,
+            nan: sum.nan,
+        }
+    }
+}
+
+impl TryFrom<SpanWire> for ExactSum {
+    type Error = String;
+
+    fn try_from(wire: SpanWire) -> Result<Self, Self::Error> {
+        let mut sum = ExactSum {
+            pos_inf: wire.pos_inf,
+            neg_inf: wire.neg_inf,
+            nan: wire.nan,
+            ..ExactSum::new()
+        };
+        if wire.chunks.is_empty() {
+            return Ok(sum);
+        }
+        let end = wire.lowest + wire.chunks.len();
+        if end > CHUNKS {
+            return Err(format!("an exact sum has {CHUNKS} chunks, not {end}"));
+        }
+        sum.chunks[wire.lowest..end].copy_from_slice(&wire.chunks);
+        (sum.lowest, sum.highest) = (wire.lowest, end - 1);
+        // The chunks may be uncarried: carry before the next addition.
+        sum.adds_until_carry = 0;
+        Ok(sum)
     }
 }
 
@@ -442,6 +527,43 @@ mod tests {
             }
             let kept: Vec<f64> = first[..keep].iter().chain(&second).copied().collect();
             prop_assert_eq!(sum.value().to_bits(), (fsum_reference(&kept) + 0.0).to_bits());
+        }
+
+        /// Sums of any split of the values, merged in any order, equal the
+        /// sum of all of them; carries pending on either side included.
+        #[test]
+        fn merged_parts_equal_one_sum(
+            values in proptest::collection::vec(any_finite(), 0..3000),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+            non_finite in proptest::collection::vec(prop::sample::select(vec![f64::INFINITY, f64::NEG_INFINITY, f64::NAN]), 0..2),
+        ) {
+            let mut bounds: Vec<usize> = cuts.iter().map(|cut| cut.index(values.len() + 1)).collect();
+            bounds.extend([0, values.len()]);
+            bounds.sort_unstable();
+            let mut merged = ExactSum::new();
+            for (i, part) in bounds.windows(2).enumerate().rev() {
+                let mut partial = ExactSum::new();
+                values[part[0]..part[1]].iter().for_each(|&x| partial.add(x));
+                if i % 2 == 1 {
+                    // Half the parts cross a process boundary on the way.
+                    partial = crate::over_the_wire(partial);
+                }
+                merged.merge(&partial);
+            }
+            let mut all = ExactSum::new();
+            for &x in values.iter().chain(&non_finite) {
+                all.add(x);
+            }
+            let mut extremes = ExactSum::new();
+            non_finite.iter().for_each(|&x| extremes.add(x));
+            merged.merge(&extremes);
+            prop_assert_eq!(merged.value().to_bits(), all.value().to_bits());
+            // The merged sum goes on taking values and carries.
+            for &x in values.iter().take(1500) {
+                merged.add(x);
+                all.add(x);
+            }
+            prop_assert_eq!(merged.value().to_bits(), all.value().to_bits());
         }
 
         #[test]

@@ -5,7 +5,9 @@
 //! types, unit- and property-tested against a naive model; a thin dataflow
 //! wrapper exchanges rows by key, holds one core per key and calls it in time
 //! order. Every core takes retractions (`diff < 0`) as first-class updates,
-//! because a revised price must update every view downstream.
+//! because a revised price must update every view downstream; only where the
+//! planner has proven an input append-only do leaner states serve (see
+//! [`aggregate`] and [`grouped::Combiner`]).
 //!
 //! Modules:
 //!
@@ -28,11 +30,13 @@
 //!   SESSION windows with merging and splitting ([`SessionWindows`]).
 //! * [`multiset`]: the ordered multiset behind MIN, MAX, FIRST_VALUE, LAST_VALUE.
 //! * [`grouped`]: the windowed / plain GROUP BY aggregation core, with
-//!   watermark-driven completion (`EMIT FINAL`) and retirement of old windows.
+//!   watermark-driven completion (`EMIT FINAL`) and retirement of old windows,
+//!   and the per-worker combiner that pre-aggregates append-only inputs.
 //! * [`session_aggregate`]: SESSION windows driven by epochs and the watermark.
 //! * [`upsert`]: primary-key tables, where a revision retracts the row it replaces.
 //! * [`dataflow`]: the one timely wrapper every stateful core runs in
-//!   ([`dataflow::timed_operator`]), and the watermark stream it reads.
+//!   ([`dataflow::timed_operator`]), the watermark stream it reads, and the
+//!   per-epoch combiner in front of an aggregation ([`dataflow::combine_per_epoch`]).
 
 pub mod aggregate;
 pub mod analytics;
@@ -46,6 +50,16 @@ pub mod session_aggregate;
 pub mod temporal_join;
 pub mod upsert;
 pub mod windows;
+
+#[cfg(test)]
+/// Sends `value` through timely's wire format, as an exchange between
+/// processes does.
+pub(crate) fn over_the_wire<T: timely::ExchangeData>(value: T) -> T {
+    use timely::communication::Bytesable;
+    let mut bytes = Vec::new();
+    timely::Bincode::from(value).into_bytes(&mut bytes);
+    timely::Bincode::<T>::from_bytes(timely::bytes::arc::BytesMut::from(bytes).freeze()).payload
+}
 
 pub use aggregate::{Accumulator, AggregateFunction, AggregateSpec, GroupAccumulator};
 pub use exact_sum::ExactSum;

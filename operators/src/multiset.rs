@@ -11,20 +11,21 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
 use carbonflow_core::Diff;
+use serde::{Deserialize, Serialize};
 
 /// Distinct keys beyond which the sorted vector becomes a B-tree.
 pub const SPILL: usize = 64;
 
 /// Keys with non-zero multiplicities, in order.
-#[derive(Clone, Debug)]
-pub enum Multiset<K> {
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Multiset<K: Ord> {
     /// Few keys: sorted by key.
     Sorted(Vec<(K, Diff)>),
     /// Many keys.
     Tree(BTreeMap<K, Diff>),
 }
 
-impl<K> Default for Multiset<K> {
+impl<K: Ord> Default for Multiset<K> {
     fn default() -> Self {
         Multiset::Sorted(Vec::new())
     }

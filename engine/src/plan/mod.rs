@@ -144,6 +144,18 @@ pub struct AggregateCall {
     pub arg: Option<Expr>,
 }
 
+/// How a GROUP BY aggregation is built ([`Plan::aggregate_strategy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggregateStrategy {
+    /// Rows are exchanged by group key and folded into state that takes
+    /// retractions (ordered multisets for MIN and MAX).
+    Retractable,
+    /// The input never retracts: each worker folds an epoch's rows per group
+    /// into append-only partial states (one extreme for MIN and MAX), which
+    /// are exchanged by group key and merged.
+    Combined,
+}
+
 /// The model of a `FORECAST`, as checked when binding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ForecastModelSpec {
@@ -350,6 +362,43 @@ impl Plan {
                 Some(key)
             }
         }
+    }
+
+    /// Whether the plan's result only ever grows: none of its updates is a
+    /// retraction. A source table without a primary key only inserts (a key
+    /// turns a later row into a revision), and filters, projections, window
+    /// assignment, UNION ALL and inner joins of such inputs only insert too.
+    /// Every other operator may revise what it emitted.
+    pub fn append_only(&self, program: &Program) -> bool {
+        match &self.node {
+            Node::TableScan { table } => program.tables[*table].primary_key.is_none(),
+            Node::ViewScan { view } => program.views[*view].plan.append_only(program),
+            Node::Filter { input, .. } | Node::Project { input, .. } | Node::WindowAssign { input, .. } => input.append_only(program),
+            Node::Union { inputs } => inputs.iter().all(|input| input.append_only(program)),
+            Node::Join { left, right, .. } => left.append_only(program) && right.append_only(program),
+            Node::Aggregate { .. }
+            | Node::SessionAggregate { .. }
+            | Node::MatchRecognize { .. }
+            | Node::TemporalJoin { .. }
+            | Node::Over { .. }
+            | Node::Forecast { .. } => false,
+        }
+    }
+
+    /// How an `Aggregate` node runs (`None` for other nodes): combined when
+    /// its input is [append-only](Self::append_only) and every aggregate has
+    /// a mergeable append-only form (all but COUNT, SUM, AVG and the
+    /// variances with DISTINCT).
+    pub fn aggregate_strategy(&self, program: &Program) -> Option<AggregateStrategy> {
+        let Node::Aggregate { input, aggregates, .. } = &self.node else {
+            return None;
+        };
+        let combinable = input.append_only(program) && aggregates.iter().all(|call| call.spec.has_append_only_form());
+        Some(if combinable {
+            AggregateStrategy::Combined
+        } else {
+            AggregateStrategy::Retractable
+        })
     }
 
     /// The operator name used in `explain`, logs and metrics.
