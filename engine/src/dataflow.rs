@@ -279,8 +279,12 @@ impl<'s> Builder<'s, '_> {
             } => {
                 // A window TVF right below is fused in: rows are widened in a
                 // reused buffer instead of being materialised once per window.
-                // The widened rows have the window plan's layout, so its rowtime holds.
-                let rowtime = input.rowtime;
+                // FIRST_VALUE and LAST_VALUE order a group's rows by event
+                // time: below a window TVF that is the rows' own time column,
+                // not `window_time`, which all rows of a window share. The
+                // widened rows extend the TVF input's layout, so its column
+                // index holds.
+                let order_time = window_event_time(input).or(input.rowtime);
                 let (input, windowing) = match &input.node {
                     Node::WindowAssign {
                         input: inner,
@@ -290,7 +294,7 @@ impl<'s> Builder<'s, '_> {
                     _ => (input.as_ref(), None),
                 };
                 let input = self.plan(input);
-                let arguments = GroupArguments::new(windowing, keys, aggregates, rowtime);
+                let arguments = GroupArguments::new(windowing, keys, aggregates, order_time);
                 let window = window.map(|w| WindowKey {
                     end: w.end,
                     allowed_lateness: self.program.allowed_lateness,
@@ -492,6 +496,15 @@ pub fn upsert_retention(connector: &ConnectorConfig) -> Millis {
 /// What an aggregation reads from each row: the group key and the aggregate
 /// arguments followed by the event time, once per window of the row when a
 /// window TVF is fused in, built in reused buffers.
+/// The time column of the window TVF that `plan` reads, through filters.
+fn window_event_time(plan: &Plan) -> Option<usize> {
+    match &plan.node {
+        Node::WindowAssign { time_column, .. } => Some(*time_column),
+        Node::Filter { input, .. } => window_event_time(input),
+        _ => None,
+    }
+}
+
 struct GroupArguments {
     windowing: Option<Windowing>,
     keys: RowBuilder,
@@ -502,11 +515,11 @@ struct GroupArguments {
 }
 
 impl GroupArguments {
-    fn new(windowing: Option<Windowing>, keys: &[Expr], aggregates: &[AggregateCall], rowtime: Option<usize>) -> Self {
+    fn new(windowing: Option<Windowing>, keys: &[Expr], aggregates: &[AggregateCall], order_time: Option<usize>) -> Self {
         let args: Vec<Expr> = aggregates
             .iter()
             .map(|a| a.arg.clone().unwrap_or(Expr::Literal(Datum::Null)))
-            .chain(std::iter::once(rowtime.map_or(Expr::Literal(Datum::Null), Expr::Column)))
+            .chain(std::iter::once(order_time.map_or(Expr::Literal(Datum::Null), Expr::Column)))
             .collect();
         GroupArguments {
             windowing,

@@ -44,10 +44,10 @@ fn model(ticks: &[Tick]) -> Vec<String> {
             let prices = || rows.iter().map(|(_, price)| *price);
             let min = prices().fold(f64::INFINITY, f64::min);
             let max = prices().fold(f64::NEG_INFINITY, f64::max);
-            // Under a window TVF the rows' time attribute is `window_time`,
-            // the same for every row of a window, so FIRST_VALUE and
-            // LAST_VALUE break the tie by value: the smallest and the largest.
-            let by_time = |(_, price): &(i64, f64)| (start, carbonflow_core::F64::new(*price));
+            // FIRST_VALUE and LAST_VALUE by the rows' event time (`ts`, not
+            // the `window_time` every row of a window shares); rows of the
+            // same time are ordered by value.
+            let by_time = |(second, price): &(i64, f64)| (*second, carbonflow_core::F64::new(*price));
             let first = rows.iter().map(by_time).min().unwrap().1.get();
             let last = rows.iter().map(by_time).max().unwrap().1.get();
             format!(

@@ -111,6 +111,46 @@ fn a_revision_corrects_every_window_holding_it() {
     }
 }
 
+/// FIRST_VALUE and LAST_VALUE of a window take its earliest and latest
+/// tick by `ts`, not by value (every row of a window shares `window_time`),
+/// on the append-only path, the retractable one (a primary key), and with a
+/// filter on a window column between the TVF and the aggregation.
+#[test]
+fn first_and_last_value_of_a_window_follow_event_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("ticks.csv");
+    // Arrival order differs from event time; the first tick is neither the
+    // smallest nor the largest price, nor is the last.
+    std::fs::write(
+        &input,
+        "A,2024-01-01 00:00:30.000,10.0\nA,2024-01-01 00:00:05.000,20.0\nA,2024-01-01 00:00:50.000,5.0\nA,2024-01-01 00:00:55.000,15.0\nA,2024-01-01 00:00:20.000,30.0\n",
+    )
+    .unwrap();
+    for key in ["", "PRIMARY KEY (node, ts) NOT ENFORCED,"] {
+        let output = dir.path().join("first_last.csv");
+        let sql = format!(
+            "CREATE TABLE ticks (node STRING, ts TIMESTAMP(3), price DOUBLE, {key}
+                WATERMARK FOR ts AS ts - INTERVAL '1' MINUTE)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             CREATE TABLE first_last (node STRING, opening DOUBLE, closing DOUBLE, unfused_opening DOUBLE)
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+             CREATE VIEW fused AS SELECT node, window_start, FIRST_VALUE(price) AS opening, LAST_VALUE(price) AS closing
+             FROM TABLE(TUMBLE(TABLE ticks, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY node, window_start, window_end;
+             CREATE VIEW unfused AS SELECT node, window_start, FIRST_VALUE(price) AS opening
+             FROM TABLE(TUMBLE(TABLE ticks, DESCRIPTOR(ts), INTERVAL '1' MINUTE))
+             WHERE window_start >= TIMESTAMP '2024-01-01 00:00:00' GROUP BY node, window_start, window_end;
+             INSERT INTO first_last SELECT f.node, f.opening, f.closing, u.opening AS unfused_opening
+             FROM fused AS f JOIN unfused AS u ON f.node = u.node AND f.window_start = u.window_start;",
+            input.display(),
+            output.display(),
+        );
+        for workers in [1, 2] {
+            run_sql(&sql, workers, 2);
+            assert_eq!(read_sorted(&output), ["A,20.0,15.0,20.0"], "{key} {workers} workers");
+        }
+    }
+}
+
 #[test]
 fn bad_queries_name_line_and_column() {
     let sql = "CREATE TABLE ticks (node STRING, ts TIMESTAMP(3), price DOUBLE)\nWITH ('connector' = 'filesystem', 'path' = 'x.csv', 'format' = 'csv');\nSELECT node, prise FROM ticks;";
