@@ -1,9 +1,9 @@
 //! The live dashboard end to end in a real browser: `carbonflow run` on the
 //! quickstart serves the page at `/`, and Debian's headless Chromium, driven
 //! by playwright-core (`engine/tests/dashboard/drive.cjs`), loads it, chooses
-//! `hub_prices`, and sees rows appear and change while the query runs, the
-//! chart draw, and the query list show `quickstart`. It saves a screenshot to
-//! `target/dashboard.png`.
+//! `hub_prices`, and sees rows appear (over permessage-deflate) and change
+//! while the query runs, the chart draw, and the query list show
+//! `quickstart`. It saves a screenshot to `target/dashboard.png`.
 //!
 //! `scripts/browser-env.sh` installs Chromium (apt-get) and playwright-core
 //! (npm) when they are missing. The test is skipped, with the reason

@@ -1,8 +1,9 @@
 //! The README's main job, watched live from Python: `carbonflow run
 //! queries/quickstart.sql` on the default address (127.0.0.1:8080) and
 //! `examples/python/subscribe.py` receiving and decoding `hub_prices` while
-//! it runs. The Python environment comes from `scripts/python-env.sh`; the
-//! test is skipped, with the reason printed, where no python3 exists.
+//! it runs, over permessage-deflate (which `websockets` offers). The Python
+//! environment comes from `scripts/python-env.sh`; the test is skipped, with
+//! the reason printed, where no python3 exists.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -85,6 +86,12 @@ fn the_python_example_decodes_the_quickstart_view_live_on_the_default_address() 
         assert_eq!(row[0], "PJM", "the filter keeps PJM rows only: {row}");
         assert!(row[2].as_i64().is_some() && row[3].as_f64().is_some(), "{row}");
     }
+    // websockets offers permessage-deflate (and then compresses its subscribe).
+    let stderr = String::from_utf8_lossy(&subscriber.stderr);
+    assert!(
+        stderr.contains("extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+        "deflate agreed: {stderr}"
+    );
     let seqs: Vec<u64> = messages.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] || w[1] == w[0] + 1), "gap-free: {seqs:?}");
     assert_eq!(messages.last().unwrap()["frontier"], i64::MAX, "the example stopped when the view was complete");

@@ -1,6 +1,6 @@
 //! The WebSocket server end to end: the engine runs a query file in process
 //! with a real server on loopback, and real clients (the `carbonflow_sinks`
-//! subscriber, or raw tokio-tungstenite sockets) subscribe over TCP.
+//! subscriber, or raw yawc sockets) subscribe over TCP.
 //!
 //! * A keyed EMIT FINAL view: at every message, the client's replica equals
 //!   the windows a naive model says are final at that message's frontier.
@@ -10,6 +10,8 @@
 //!   the server's pending state stays bounded.
 //! * Tokens: an unknown token is refused, an unentitled view is forbidden, a
 //!   market entitlement narrows the rows.
+//! * A client offering permessage-deflate follows the same view as a plain
+//!   one, in fewer bytes on the wire.
 
 mod common;
 
@@ -241,27 +243,32 @@ fn final_csv_rows(path: &Path) -> Vec<Row> {
     rows
 }
 
+/// `expensive`: the ticks over 45 of a simulated market (40,000 rows in 4 s,
+/// 1 % revised), also written to the CSV file `reference` in final mode.
+/// No primary key: the view is a multiset, so a change applied twice or
+/// missed shows as a wrong count in a replica.
+fn expensive_ticks_sql(reference: &Path) -> String {
+    format!(
+        "CREATE TABLE ticks (market STRING, node STRING, ts TIMESTAMP(3), price DOUBLE,
+             WATERMARK FOR ts AS ts - INTERVAL '20' MINUTE)
+         WITH ('connector' = 'simulator', 'seed' = '3', 'nodes' = '200', 'number-of-rows' = '40000',
+               'rows-per-second' = '10000', 'revision-probability' = '0.01');
+         CREATE TABLE reference (market STRING, node STRING, ts TIMESTAMP(3), price DOUBLE)
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         CREATE VIEW expensive AS SELECT market, node, ts, price FROM ticks WHERE price > 45;
+         INSERT INTO reference SELECT * FROM expensive;",
+        reference.display()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_after_dropped_connections_without_missing_or_repeating_a_change() {
     // `history` 1_000_000 serves every resume from history; 20 forces fresh snapshots.
     for (history, resumes_from_history) in [(1_000_000, true), (20, false)] {
         let dir = tempfile::tempdir().unwrap();
         let reference = dir.path().join("expensive.csv");
-        // No primary key: the view is a multiset, so a change applied twice or
-        // missed shows as a wrong count in the final replica.
-        let sql = format!(
-            "CREATE TABLE ticks (market STRING, node STRING, ts TIMESTAMP(3), price DOUBLE,
-                 WATERMARK FOR ts AS ts - INTERVAL '20' MINUTE)
-             WITH ('connector' = 'simulator', 'seed' = '3', 'nodes' = '200', 'number-of-rows' = '40000',
-                   'rows-per-second' = '10000', 'revision-probability' = '0.01');
-             CREATE TABLE reference (market STRING, node STRING, ts TIMESTAMP(3), price DOUBLE)
-             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
-             CREATE VIEW expensive AS SELECT market, node, ts, price FROM ticks WHERE price > 45;
-             INSERT INTO reference SELECT * FROM expensive;",
-            reference.display()
-        );
         let (program, server) = serve(
-            &sql,
+            &expensive_ticks_sql(&reference),
             ServerConfig {
                 limits: HubLimits {
                     history,
@@ -314,6 +321,52 @@ async fn a_client_resumes_after_dropped_connections_without_missing_or_repeating
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deflate_client_follows_the_same_view_in_fewer_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("expensive.csv");
+    let (program, server) = serve(&expensive_ticks_sql(&reference), ServerConfig::default());
+    let subscriber = |deflate| {
+        Subscriber::new(
+            ClientOptions {
+                deflate,
+                ..ClientOptions::new(url(&server))
+            },
+            "expensive",
+            BTreeMap::new(),
+        )
+    };
+    let (mut compressed, mut plain) = (subscriber(true), subscriber(false));
+    assert_eq!(
+        compressed.next().await.unwrap().kind,
+        EventKind::Snapshot,
+        "a compressed subscribe is understood"
+    );
+    assert_eq!(plain.next().await.unwrap().kind, EventKind::Snapshot);
+    let run = start_run(program, &server, 1, 256);
+    for subscriber in [&mut compressed, &mut plain] {
+        while tokio::time::timeout(Duration::from_secs(30), subscriber.next())
+            .await
+            .expect("an event")
+            .expect("subscribed")
+            .frontier
+            != Some(i64::MAX)
+        {}
+    }
+    run.join().unwrap();
+    let expected = final_csv_rows(&reference);
+    assert!(expected.len() > 1000, "a meaningful view ({} rows)", expected.len());
+    assert_eq!(compressed.replica().rows(), expected);
+    assert_eq!(plain.replica().rows(), expected);
+    let (compressed_bytes, plain_bytes) = (compressed.bytes_received(), plain.bytes_received());
+    eprintln!("the view's changes took {compressed_bytes} bytes compressed, {plain_bytes} plain");
+    assert!(
+        compressed_bytes * 10 < plain_bytes * 6,
+        "deflate saves over 40 %: {compressed_bytes} bytes compressed, {plain_bytes} plain"
+    );
+    stop(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_client_is_conflated_and_one_that_stops_reading_is_disconnected() {
     const PENDING: usize = 2000;
     const BATCH: usize = 512;
@@ -337,7 +390,9 @@ async fn a_slow_client_is_conflated_and_one_that_stops_reading_is_disconnected()
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(server.local_addr()).await.unwrap();
-    let (mut stalled, _) = tokio_tungstenite::client_async(url(&server), stream).await.unwrap();
+    let mut stalled = yawc::WebSocket::handshake(url(&server).parse().unwrap(), stream, yawc::Options::default())
+        .await
+        .unwrap();
     let subscribe = ClientMessage::Subscribe {
         id: 1,
         view: "every_tick".into(),
@@ -394,9 +449,9 @@ async fn a_slow_client_is_conflated_and_one_that_stops_reading_is_disconnected()
     assert!(max_pending <= PENDING + BATCH, "pending changes stayed bounded: {max_pending}");
     // The stalled client finds the end of its connection: a 4008 close if it got through, else a reset.
     let mut close_code = None;
-    while let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(10), stalled.next()).await {
-        if let tokio_tungstenite::tungstenite::Message::Close(frame) = frame {
-            close_code = frame.map(|f| u16::from(f.code));
+    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(10), stalled.next()).await {
+        if frame.opcode() == yawc::OpCode::Close {
+            close_code = frame.close_code().map(u16::from);
             break;
         }
     }

@@ -10,6 +10,8 @@ then diffs with gap-free sequence numbers, heartbeats with the frontier. A
 keyed view sends upserts and deletes by key; a view without a key sends
 inserted and deleted rows. On a dropped connection this example reconnects
 and resumes from the last sequence number and version it applied.
+`websockets` offers permessage-deflate, which the server agrees to: the
+extensions agreed are printed to stderr on each connection.
 """
 
 import argparse
@@ -80,6 +82,8 @@ async def follow(args):
         headers = {"Authorization": f"Bearer {args.token}"} if args.token else None
         try:
             async with websockets.connect(args.url, subprotocols=[PROTOCOL], additional_headers=headers, max_size=None) as socket:
+                extensions = socket.response.headers.get("Sec-WebSocket-Extensions", "none")
+                print(f"connected to {args.url}; extensions: {extensions}", file=sys.stderr)
                 subscribe = {"type": "subscribe", "id": 1, "view": args.view, "filter": parse_filter(args.filter)}
                 if position:
                     subscribe["resume_from"], subscribe["resume_version"] = position

@@ -1,6 +1,5 @@
 //! The server's port end to end, over real loopback connections: plain
-//! HTTP/1.1 requests written on a TCP socket and tokio-tungstenite
-//! WebSocket clients against a running [`Server`].
+//! HTTP/1.1 requests written on a TCP socket and yawc WebSocket clients against a running [`Server`].
 //!
 //! * Every route answers: the dashboard, health, readiness, metrics, the list
 //!   of views (following views added and removed while running), 404, 405,
@@ -11,6 +10,10 @@
 //!   be served again, without the old view's rows or publisher.
 //! * The WebSocket metric families count connections, subscriptions and
 //!   slow consumers.
+//! * permessage-deflate, seen on the wire by a hand-written client: agreed
+//!   when offered, a compressed subscribe understood, compressed frames
+//!   (RSV1) that inflate to the same messages a plain client gets; plain
+//!   frames without the offer; an offer limiting the server's window declined.
 //!
 //! The metrics are process-wide, so the tests of this file run one at a time
 //! ([`serial`]) and each shuts its server down, which waits for its
@@ -31,8 +34,6 @@ use carbonflow_sinks::websocket::hub::HubLimits;
 use carbonflow_sinks::websocket::protocol::{ClientMessage, Encoding, ErrorCode, ServerMessage};
 use carbonflow_sinks::websocket::{Server, ServerConfig, ViewSchema};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream as AsyncTcpStream;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -276,13 +277,11 @@ fn the_control_api_reaches_the_engine_handler_with_the_tokens_grant() {
     server.shutdown(Duration::from_secs(2));
 }
 
-type Client = WebSocketStream<MaybeTlsStream<AsyncTcpStream>>;
+type Client = yawc::TcpWebSocket;
 
 async fn connect(server_addr: SocketAddr) -> Client {
-    tokio_tungstenite::connect_async(format!("ws://{server_addr}/v1/stream"))
-        .await
-        .expect("connected")
-        .0
+    let url = format!("ws://{server_addr}/v1/stream").parse().expect("a url");
+    yawc::WebSocket::connect(url).await.expect("connected")
 }
 
 async fn send(client: &mut Client, message: ClientMessage) {
@@ -295,8 +294,7 @@ async fn receive(client: &mut Client) -> ServerMessage {
         let frame = tokio::time::timeout(Duration::from_secs(20), client.next())
             .await
             .expect("a message in time")
-            .expect("the connection is open")
-            .unwrap();
+            .expect("the connection is open");
         match Encoding::MessagePack.decode::<ServerMessage>(&frame).unwrap() {
             Some(ServerMessage::Heartbeat { .. }) | None => continue,
             Some(message) => return message,
@@ -393,7 +391,7 @@ fn a_removed_view_ends_its_subscriptions_and_its_name_can_be_served_again() {
     assert_eq!(upserted(&next), [row("NYC", 51.0)]);
 
     drop((old_publisher, new_publisher));
-    client_runtime.block_on(client.close(None)).unwrap();
+    client_runtime.block_on(client.close()).unwrap();
     server.shutdown(Duration::from_secs(2));
 }
 
@@ -476,8 +474,179 @@ fn websocket_metrics_count_connections_subscriptions_and_slow_consumers() {
         ));
     });
     assert_eq!(metric(addr, SUBSCRIPTIONS), 0.0, "a removed view's subscriptions are gone");
-    client_runtime.block_on(reader.close(None)).unwrap();
+    client_runtime.block_on(reader.close()).unwrap();
     await_metric(addr, CONNECTIONS, 0.0);
     drop((stalled, publisher));
+    server.shutdown(Duration::from_secs(2));
+}
+
+/// A WebSocket client written by hand on a blocking socket, to see the
+/// frames as they travel: the handshake's headers, RSV1 (the
+/// permessage-deflate bit) and the payload bytes.
+struct RawWebSocket {
+    stream: TcpStream,
+}
+
+/// FIN and the binary opcode, the first byte of a one-frame binary message.
+const FIN_BINARY: u8 = 0x82;
+/// RSV1: the message is compressed (RFC 7692).
+const RSV1: u8 = 0x40;
+/// What a sender strips from the end of a compressed message and the receiver appends.
+const DEFLATE_TAIL: [u8; 4] = [0, 0, 0xff, 0xff];
+
+impl RawWebSocket {
+    /// Upgrades a fresh connection, offering `extensions` if any; gives the 101's header lines.
+    fn connect(addr: SocketAddr, extensions: Option<&str>) -> (RawWebSocket, Reply) {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut head = String::from(
+            "GET /v1/stream HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
+             sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             sec-websocket-protocol: carbonflow.v1.msgpack\r\n",
+        );
+        if let Some(extensions) = extensions {
+            head.push_str(&format!("sec-websocket-extensions: {extensions}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        while !response.ends_with(b"\r\n\r\n") {
+            let mut byte = [0];
+            stream.read_exact(&mut byte).unwrap();
+            response.push(byte[0]);
+        }
+        let response = String::from_utf8(response).unwrap();
+        let (status_line, headers) = response.split_once("\r\n").unwrap();
+        let reply = Reply {
+            status: status_line.split(' ').nth(1).unwrap().parse().unwrap(),
+            headers: headers.to_owned(),
+            body: String::new(),
+        };
+        (RawWebSocket { stream }, reply)
+    }
+
+    /// Sends one masked frame (clients must mask) with the given first byte.
+    fn send(&mut self, first_byte: u8, payload: &[u8]) {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut frame = vec![first_byte];
+        match payload.len() {
+            length @ 0..126 => frame.push(0x80 | length as u8),
+            length => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&u16::try_from(length).unwrap().to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ mask[i % 4]));
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    /// The next frame from the server (unmasked): its first byte and payload.
+    fn receive(&mut self) -> (u8, Vec<u8>) {
+        let mut head = [0; 2];
+        self.stream.read_exact(&mut head).unwrap();
+        assert_eq!(head[1] & 0x80, 0, "server frames are not masked");
+        let length = match head[1] & 0x7f {
+            126 => {
+                let mut length = [0; 2];
+                self.stream.read_exact(&mut length).unwrap();
+                usize::from(u16::from_be_bytes(length))
+            }
+            127 => {
+                let mut length = [0; 8];
+                self.stream.read_exact(&mut length).unwrap();
+                usize::try_from(u64::from_be_bytes(length)).unwrap()
+            }
+            length => usize::from(length),
+        };
+        let mut payload = vec![0; length];
+        self.stream.read_exact(&mut payload).unwrap();
+        (head[0], payload)
+    }
+
+    /// The next message that is not a heartbeat, decompressed when RSV1 says so;
+    /// with whether it was compressed.
+    fn receive_message(&mut self) -> (ServerMessage, bool) {
+        loop {
+            let (first_byte, payload) = self.receive();
+            assert_eq!(first_byte & !RSV1, FIN_BINARY, "one binary frame per message");
+            let compressed = first_byte & RSV1 != 0;
+            let bytes = if compressed { inflate(&payload) } else { payload };
+            match rmp_serde::from_slice(&bytes).expect("a protocol message") {
+                ServerMessage::Heartbeat { .. } => continue,
+                message => return (message, compressed),
+            }
+        }
+    }
+}
+
+/// A message compressed as permessage-deflate sends it (raw deflate, flushed, tail stripped).
+fn deflate(message: &[u8]) -> Vec<u8> {
+    let mut compressor = flate2::Compress::new(flate2::Compression::fast(), false);
+    let mut compressed = Vec::with_capacity(message.len() + 64);
+    compressor.compress_vec(message, &mut compressed, flate2::FlushCompress::Sync).unwrap();
+    assert!(compressed.ends_with(&DEFLATE_TAIL));
+    compressed.truncate(compressed.len() - DEFLATE_TAIL.len());
+    compressed
+}
+
+/// A permessage-deflate payload decompressed.
+fn inflate(payload: &[u8]) -> Vec<u8> {
+    let mut decompressor = flate2::Decompress::new(false);
+    let input = [payload, &DEFLATE_TAIL].concat();
+    let mut message = Vec::with_capacity(64 * payload.len() + 1024);
+    decompressor.decompress_vec(&input, &mut message, flate2::FlushDecompress::Sync).unwrap();
+    assert_eq!(decompressor.total_in(), input.len() as u64, "the whole payload inflated");
+    message
+}
+
+fn many_rows(epoch: Epoch) -> Vec<Row> {
+    (0..50).map(|i| row(&format!("PJM-NODE-{i:03}"), epoch as f64 * 100.0 + f64::from(i))).collect()
+}
+
+#[test]
+fn permessage_deflate_is_negotiated_when_offered_and_compresses_both_ways() {
+    let _serial = serial();
+    let server = start(None, HubLimits::default());
+    let addr = server.local_addr();
+    let mut publisher = server.publisher("hub_prices").unwrap();
+    let subscribe_bytes = rmp_serde::to_vec_named(&subscribe(1, "hub_prices")).unwrap();
+
+    // Offered (as a browser offers it): agreed, with no context takeover imposed both ways.
+    let (mut compressed, reply) = RawWebSocket::connect(addr, Some("permessage-deflate; client_max_window_bits"));
+    assert_eq!(reply.status, 101, "{reply:?}");
+    assert_eq!(
+        reply.header("sec-websocket-extensions"),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+    );
+    assert_eq!(reply.header("sec-websocket-protocol"), Some("carbonflow.v1.msgpack"));
+    // A compressed subscribe is understood: the snapshot answers it.
+    compressed.send(FIN_BINARY | RSV1, &deflate(&subscribe_bytes));
+    let (snapshot, snapshot_compressed) = compressed.receive_message();
+    assert!(matches!(snapshot, ServerMessage::Snapshot { sub: 1, .. }), "{snapshot:?}");
+    assert!(!snapshot_compressed, "an empty snapshot is under the compression threshold");
+    // Not offered: plain frames.
+    let (mut plain, reply) = RawWebSocket::connect(addr, None);
+    assert_eq!((reply.status, reply.header("sec-websocket-extensions")), (101, None), "{reply:?}");
+    plain.send(FIN_BINARY, &subscribe_bytes);
+    assert!(matches!(plain.receive_message(), (ServerMessage::Snapshot { sub: 1, .. }, false)));
+
+    publish(&mut publisher, 1, &many_rows(1));
+    let sorted_upserts = |message: &ServerMessage| {
+        let mut rows = upserted(message);
+        rows.sort();
+        rows
+    };
+    let (diff, diff_compressed) = compressed.receive_message();
+    assert!(diff_compressed, "a diff of 50 rows travels compressed");
+    assert_eq!(sorted_upserts(&diff), many_rows(1));
+    let (plain_diff, plain_compressed) = plain.receive_message();
+    assert!(!plain_compressed);
+    assert_eq!(sorted_upserts(&plain_diff), many_rows(1), "the same changes either way");
+
+    // A limit on the server's window, which the full-window deflate cannot honour, is declined.
+    let (_, reply) = RawWebSocket::connect(addr, Some("permessage-deflate; server_max_window_bits=10"));
+    assert_eq!((reply.status, reply.header("sec-websocket-extensions")), (101, None), "{reply:?}");
+    drop((compressed, plain, publisher));
     server.shutdown(Duration::from_secs(2));
 }

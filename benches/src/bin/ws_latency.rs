@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p carbonflow-benches --bin ws_latency -- --rate 100000 --seconds 20
+//! cargo run --release -p carbonflow-benches --bin ws_latency -- --rate 100000 --seconds 20 --deflate per-message
 //! ```
 //!
 //! An open-loop generator (the `simulator` source paced at `--rate` ticks a
@@ -21,7 +22,9 @@
 //! over loopback. For every upserted row the client receives, the latency is
 //! its receive time minus the row's `ingest_ns`: the age of the newest tick
 //! that row reflects. The first `--warmup-seconds` are not recorded. It prints
-//! p50/p99/p99.9/max from an HDR histogram and the rate achieved.
+//! p50/p99/p99.9/max from an HDR histogram, the rate achieved and the bytes
+//! the client read from the socket (`--deflate` has it offer
+//! permessage-deflate, against the server's `Compression` of that name).
 
 // The allocator of the `carbonflow` binary (see engine/src/main.rs).
 #[global_allocator]
@@ -35,8 +38,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use carbonflow::runtime::{RunOptions, run};
 use carbonflow_sinks::websocket::client::{ClientOptions, EventKind, Subscriber};
-use carbonflow_sinks::websocket::{Server, ServerConfig};
-use clap::Parser;
+use carbonflow_sinks::websocket::{Compression, Server, ServerConfig};
+use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 
 /// Measures ingest → WebSocket client latency at a fixed input rate.
@@ -61,6 +64,18 @@ struct Args {
     /// Seconds at the start not recorded.
     #[arg(long, default_value_t = 2)]
     warmup_seconds: u64,
+    /// permessage-deflate: `off` (the client does not offer it), or offered
+    /// to a server compressing each message on its own, or keeping its context.
+    #[arg(long, value_enum, default_value_t = Deflate::Off)]
+    deflate: Deflate,
+}
+
+/// What the client offers and the server does with it.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Deflate {
+    Off,
+    PerMessage,
+    ContextTakeover,
 }
 
 fn now_ns() -> i64 {
@@ -97,13 +112,21 @@ fn measure(args: Args) -> anyhow::Result<()> {
     let server = Arc::new(Server::start(
         ServerConfig {
             listen: "127.0.0.1:0".parse()?,
+            compression: match args.deflate {
+                Deflate::Off | Deflate::PerMessage => Compression::PerMessage,
+                Deflate::ContextTakeover => Compression::ContextTakeover,
+            },
             ..ServerConfig::default()
         },
         carbonflow::serve::subscribable_views(&program),
     )?);
     let url = format!("ws://{}/v1/stream", server.local_addr());
     let client_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let mut subscriber = Subscriber::new(ClientOptions::new(url), "board", BTreeMap::new());
+    let options = ClientOptions {
+        deflate: !matches!(args.deflate, Deflate::Off),
+        ..ClientOptions::new(url)
+    };
+    let mut subscriber = Subscriber::new(options, "board", BTreeMap::new());
     let first = client_runtime.block_on(subscriber.next())?;
     if first.kind != EventKind::Snapshot {
         bail!("expected a snapshot first, got {first:?}");
@@ -162,13 +185,15 @@ fn measure(args: Args) -> anyhow::Result<()> {
     }
     let micros = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "offered {} ticks/s for {} s ({} workers): achieved {:.0} ticks/s; {} diffs, {} row samples; ingest -> client latency ms: p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+        "offered {} ticks/s for {} s ({} workers, deflate {:?}): achieved {:.0} ticks/s; {} diffs, {} row samples, {} bytes received; ingest -> client latency ms: p50 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
         args.rate,
         args.seconds,
         args.workers,
+        args.deflate,
         ticks as f64 / elapsed.as_secs_f64(),
         diffs,
         histogram.len(),
+        subscriber.bytes_received(),
         micros(0.5),
         micros(0.99),
         micros(0.999),

@@ -4,7 +4,8 @@
 //
 //   node drive.cjs URL VIEW QUERY SCREENSHOT USER_DATA_DIR
 //
-// It loads the page, chooses VIEW, and checks, in order: rows appear; they
+// It loads the page, chooses VIEW, and checks, in order: rows appear; the
+// connection is compressed (permessage-deflate, which Chromium offers); they
 // change while the query runs (a later sequence number and a different
 // table); the chart has drawn points on its canvas; the page's MessagePack
 // codec gives the bytes of the specification; the query list shows QUERY.
@@ -105,6 +106,11 @@ async function main() {
       const state = await liveState(page);
       if (state.header.join(",") !== "market,node,ts,price") throw new Error(`columns ${state.header}`);
       return `${state.rows} rows: ${state.status}`;
+    });
+    appeared && await check("the browser and the server agreed permessage-deflate", async () => {
+      const extensions = await page.evaluate(() => document.getElementById("connection").dataset.extensions);
+      if (!extensions.startsWith("permessage-deflate")) throw new Error(`extensions '${extensions}'`);
+      return extensions;
     });
     const before = appeared && await liveState(page);
     const changed = appeared && await check("rows change live", async () => {

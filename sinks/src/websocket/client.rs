@@ -8,19 +8,27 @@
 //! sequence number and version it applied, so nothing is missed or applied
 //! twice; the server answers with the missed changes, or with a fresh
 //! snapshot when its history no longer reaches back that far.
+//!
+//! With [`ClientOptions::deflate`] it offers permessage-deflate and takes
+//! whatever parameters the server answers; [`Subscriber::bytes_received`]
+//! counts what arrived on the wire, compressed or not.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use foldhash::HashMap;
 
 use carbonflow_core::{Diff, Row};
 use futures_util::{SinkExt, StreamExt};
+use hyper::header;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use url::Url;
+use yawc::{CompressionLevel, OpCode, Options, WebSocket, WebSocketError};
 
 use super::protocol::{ClientMessage, Column, Encoding, ErrorCode, FilterValues, ServerMessage, SubscriptionId, WireRow};
 
@@ -42,10 +50,12 @@ pub struct ClientOptions {
     /// The kernel receive buffer, for a client that reads slowly and prefers
     /// conflated changes to a backlog of stale ones (`None`: the system's).
     pub receive_buffer: Option<u32>,
+    /// Whether to offer permessage-deflate (the server decides whether and how).
+    pub deflate: bool,
 }
 
 impl ClientOptions {
-    /// Options for a server at `url`, MessagePack, backoff from 50 ms to 5 s, retrying forever.
+    /// Options for a server at `url`, MessagePack, uncompressed, backoff from 50 ms to 5 s, retrying forever.
     pub fn new(url: impl Into<String>) -> Self {
         ClientOptions {
             url: url.into(),
@@ -55,6 +65,7 @@ impl ClientOptions {
             max_backoff: Duration::from_secs(5),
             max_attempts: None,
             receive_buffer: None,
+            deflate: false,
         }
     }
 }
@@ -62,13 +73,14 @@ impl ClientOptions {
 /// Why a subscriber gave up.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The server refused the connection (bad token, wrong path): retrying will not help.
-    #[error("the server refused the connection: HTTP {status}: {body}")]
+    /// The server refused the connection (bad token, wrong path), or the
+    /// request cannot be made: retrying will not help.
+    #[error("the server refused the connection: HTTP {status}: {reason}")]
     Refused {
-        /// The HTTP status.
+        /// The HTTP status (0 when the request could not be made).
         status: u16,
-        /// The server's explanation.
-        body: String,
+        /// The status's reason phrase, or what is wrong with the request.
+        reason: String,
     },
     /// The server refused the subscription.
     #[error("the server refused the subscription ({code:?}): {message}")]
@@ -185,7 +197,10 @@ impl Replica {
     }
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Socket = WebSocket<Metered>;
+
+/// The largest message read from the server, decompressed.
+const MAX_SERVER_MESSAGE: usize = 1 << 30;
 
 /// A subscription that survives reconnects.
 pub struct Subscriber {
@@ -205,6 +220,8 @@ pub struct Subscriber {
     last_close: Option<u16>,
     /// The rows the last diff upserted or inserted.
     last_added: Vec<Row>,
+    /// Bytes read from the network, over every connection.
+    received: Arc<AtomicU64>,
 }
 
 impl Subscriber {
@@ -224,6 +241,7 @@ impl Subscriber {
             resyncs: 0,
             last_close: None,
             last_added: Vec::new(),
+            received: Arc::default(),
         }
     }
 
@@ -253,6 +271,13 @@ impl Subscriber {
         self.last_close
     }
 
+    /// Bytes read from the network over every connection so far: frames as
+    /// they travelled (compressed, when deflate was agreed) and the HTTP
+    /// handshakes.
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
     /// Drops the connection, as a network failure would; the next call to
     /// [`Subscriber::next`] reconnects and resumes.
     pub fn disconnect(&mut self) {
@@ -269,15 +294,12 @@ impl Subscriber {
                     continue;
                 }
             };
-            let frame = match socket.next().await {
-                Some(Ok(frame)) => frame,
-                Some(Err(_)) | None => {
-                    self.socket = None;
-                    continue;
-                }
+            let Some(frame) = socket.next().await else {
+                self.socket = None;
+                continue;
             };
-            if let tokio_tungstenite::tungstenite::Message::Close(close) = &frame {
-                self.last_close = close.as_ref().map(|c| u16::from(c.code));
+            if frame.opcode() == OpCode::Close {
+                self.last_close = frame.close_code().map(u16::from);
                 self.socket = None;
                 continue;
             }
@@ -427,44 +449,37 @@ impl Subscriber {
     }
 
     async fn open(&self) -> Result<Socket, Attempt> {
-        let mut request = self.options.url.as_str().into_client_request().map_err(|e| {
-            Attempt::Refused(ClientError::Refused {
-                status: 0,
-                body: format!("bad url {}: {e}", self.options.url),
-            })
-        })?;
-        let headers = request.headers_mut();
-        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(self.options.encoding.protocol()));
+        let refused = |reason: String| Attempt::Refused(ClientError::Refused { status: 0, reason });
+        let url: Url = self.options.url.parse().map_err(|e| refused(format!("bad url {}: {e}", self.options.url)))?;
+        let mut request = hyper::Request::builder().header(header::SEC_WEBSOCKET_PROTOCOL, self.options.encoding.protocol());
         if let Some(token) = &self.options.token {
-            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                Attempt::Refused(ClientError::Refused {
-                    status: 0,
-                    body: "the token is not a valid header value".into(),
-                })
-            })?;
-            headers.insert(header::AUTHORIZATION, value);
+            let value = header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| refused("the token is not a valid header value".into()))?;
+            request = request.header(header::AUTHORIZATION, value);
         }
-        let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
-        let connected = match self.options.receive_buffer {
-            None => tokio_tungstenite::connect_async_with_config(request, Some(config), true).await,
-            Some(size) => {
-                let stream = connect_with_receive_buffer(&request, size).await.map_err(|e| Attempt::Failed(e.to_string()))?;
-                tokio_tungstenite::client_async_with_config(request, MaybeTlsStream::Plain(stream), Some(config)).await
-            }
+        // A snapshot of a whole view can be large; the bound only stops a broken server.
+        let options = Options::default().with_limits(MAX_SERVER_MESSAGE, MAX_SERVER_MESSAGE);
+        let options = if self.options.deflate {
+            options.with_compression_level(CompressionLevel::fast())
+        } else {
+            options
         };
-        match connected {
-            Ok((socket, _)) => Ok(socket),
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status().is_client_error() => {
-                let body = response
-                    .body()
-                    .as_deref()
-                    .map(|b| String::from_utf8_lossy(b).trim().to_owned())
-                    .unwrap_or_default();
-                Err(Attempt::Refused(ClientError::Refused {
-                    status: response.status().as_u16(),
-                    body,
-                }))
-            }
+        let stream = connect_tcp(&url, self.options.receive_buffer)
+            .await
+            .map_err(|e| Attempt::Failed(e.to_string()))?;
+        let stream = Metered {
+            stream,
+            received: self.received.clone(),
+        };
+        match WebSocket::handshake_with_request(url, stream, options, request).await {
+            Ok(socket) => Ok(socket),
+            Err(WebSocketError::InvalidStatusCode(status)) if (400..500).contains(&status) => Err(Attempt::Refused(ClientError::Refused {
+                status,
+                reason: hyper::StatusCode::from_u16(status)
+                    .ok()
+                    .and_then(|status| status.canonical_reason())
+                    .unwrap_or("refused")
+                    .to_owned(),
+            })),
             Err(error) => Err(Attempt::Failed(error.to_string())),
         }
     }
@@ -484,11 +499,10 @@ enum Attempt {
     Failed(String),
 }
 
-/// A TCP connection to the request's host with a small receive buffer (plain `ws://` only).
-async fn connect_with_receive_buffer(request: &tokio_tungstenite::tungstenite::handshake::client::Request, size: u32) -> std::io::Result<TcpStream> {
-    let uri = request.uri();
-    let host = uri.host().unwrap_or("127.0.0.1");
-    let port = uri.port_u16().unwrap_or(80);
+/// A TCP connection to the url's host (plain `ws://`), with the given receive buffer.
+async fn connect_tcp(url: &Url, receive_buffer: Option<u32>) -> std::io::Result<TcpStream> {
+    let host = url.host_str().unwrap_or("127.0.0.1");
+    let port = url.port_or_known_default().unwrap_or(80);
     let address = tokio::net::lookup_host((host, port))
         .await?
         .next()
@@ -498,8 +512,39 @@ async fn connect_with_receive_buffer(request: &tokio_tungstenite::tungstenite::h
     } else {
         tokio::net::TcpSocket::new_v6()?
     };
-    socket.set_recv_buffer_size(size)?;
+    if let Some(size) = receive_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
     let stream = socket.connect(address).await?;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// A TCP stream that counts the bytes it reads into [`Subscriber::bytes_received`].
+struct Metered {
+    stream: TcpStream,
+    received: Arc<AtomicU64>,
+}
+
+impl AsyncRead for Metered {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        self.received.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        polled
+    }
+}
+
+impl AsyncWrite for Metered {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }

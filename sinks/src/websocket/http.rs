@@ -27,9 +27,8 @@ use std::sync::{Arc, Mutex};
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::upgrade::OnUpgrade;
 use hyper::{Method, Request, Response, StatusCode};
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use yawc::{HttpWebSocket, UpgradeFut};
 
 use super::api::{ApiRequest, ApiResponse};
 use super::auth::{AuthConfig, Grant};
@@ -62,7 +61,8 @@ pub(super) struct Admission {
 /// An agreed upgrade, left by the request handler for the connection task,
 /// which serves the WebSocket once hyper has sent the 101.
 pub(super) struct Upgrade {
-    pub(super) on_upgrade: OnUpgrade,
+    /// The WebSocket, with the extensions the handshake agreed, once the 101 is sent.
+    pub(super) socket: UpgradeFut,
     pub(super) admission: Admission,
 }
 
@@ -335,40 +335,58 @@ fn lists(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
 }
 
 /// `GET /v1/stream`: a valid WebSocket request that [`admit`] accepts gets
-/// 101, its upgrade left in `slot`.
+/// 101, its upgrade left in `slot`. yawc settles the accept key and
+/// permessage-deflate (the server's [`Context::websocket`] options against
+/// the client's offer).
 fn upgrade_to_websocket(mut request: Request<Incoming>, context: &Context, slot: &UpgradeSlot) -> HttpResponse {
     if request.method() != Method::GET {
         return Refusal::new(StatusCode::METHOD_NOT_ALLOWED, format!("{STREAM_PATH} is a WebSocket: GET with an upgrade")).text();
     }
     let headers = request.headers();
-    let key = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| {
-        lists(headers, header::CONNECTION, "upgrade")
-            && lists(headers, header::UPGRADE, "websocket")
-            && headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|version| version == "13")
-    });
-    let Some(key) = key else {
+    let valid = headers.contains_key(header::SEC_WEBSOCKET_KEY)
+        && lists(headers, header::CONNECTION, "upgrade")
+        && lists(headers, header::UPGRADE, "websocket")
+        && headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|version| version == "13");
+    if !valid {
         let mut response = Refusal::new(StatusCode::UPGRADE_REQUIRED, format!("{STREAM_PATH} is a WebSocket (version 13)")).text();
         response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         response.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
         return response;
-    };
-    let accept = derive_accept_key(key.as_bytes());
+    }
     let admission = match admit(&request, context.auth.as_ref()) {
         Ok(admission) => admission,
         Err(refusal) => return refusal.text(),
     };
-    let mut response = Response::new(Full::default());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::SEC_WEBSOCKET_ACCEPT, HeaderValue::from_str(&accept).expect("base64 is a valid header"));
-    if let Some(protocol) = admission.protocol {
-        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
+    if asks_for_a_smaller_server_window(request.headers()) {
+        request.headers_mut().remove(header::SEC_WEBSOCKET_EXTENSIONS);
     }
-    let on_upgrade = hyper::upgrade::on(&mut request);
-    *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Upgrade { on_upgrade, admission });
+    let (agreed, socket) = match HttpWebSocket::upgrade_with_options(&mut request, context.websocket.clone()) {
+        Ok(upgrade) => upgrade,
+        Err(error) => return Refusal::new(StatusCode::BAD_REQUEST, format!("cannot upgrade: {error}")).text(),
+    };
+    let (parts, _) = agreed.into_parts();
+    let mut response = Response::from_parts(parts, Full::default());
+    if let Some(protocol) = admission.protocol {
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
+    }
+    *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Upgrade { socket, admission });
     response
+}
+
+/// Whether a permessage-deflate offer limits the server's window
+/// (`server_max_window_bits` below 15). The pure Rust deflate of the server
+/// always uses the full 32 KiB window, and RFC 7692 (7.1.2.1) has a server
+/// that cannot honour the limit decline the offer: such a client gets plain frames.
+fn asks_for_a_smaller_server_window(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split([',', ';']))
+        .filter_map(|parameter| parameter.split_once('='))
+        .any(|(name, bits)| name.trim() == "server_max_window_bits" && bits.trim().trim_matches('"').parse::<u8>().is_ok_and(|bits| bits < 15))
 }
 
 /// The answer to every request of a connection over the limit.

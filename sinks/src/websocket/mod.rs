@@ -19,8 +19,9 @@
 //! * [`auth`]: bearer tokens and entitlements.
 //! * [`client`]: the Rust client with reconnection, resume and gap detection.
 //!
-//! permessage-deflate is not negotiated: tungstenite 0.30 has no support
-//! for the extension, so a client offering it gets uncompressed frames.
+//! The WebSocket itself is yawc's, which negotiates permessage-deflate
+//! (RFC 7692) with a client that offers it: [`Compression`] says how, and
+//! what it costs in memory.
 
 pub mod api;
 pub mod auth;
@@ -33,7 +34,7 @@ pub mod view;
 
 use carbonflow_core::{ConnectorConfig, OptionError};
 
-pub use server::{Server, ServerConfig, ServerError};
+pub use server::{Compression, Server, ServerConfig, ServerError};
 pub use view::ViewSchema;
 
 /// The connector name of a table served to WebSocket subscribers.

@@ -17,7 +17,7 @@ use carbonflow_core::{DataType, Datum, F64, Row};
 use serde::de::{self, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tokio_tungstenite::tungstenite::Message;
+use yawc::{Frame, OpCode};
 
 /// The binary MessagePack subprotocol.
 pub const MSGPACK_PROTOCOL: &str = "carbonflow.v1.msgpack";
@@ -354,27 +354,24 @@ impl Encoding {
     }
 
     /// One message as one frame.
-    pub fn encode<M: Serialize>(self, message: &M) -> Message {
+    pub fn encode<M: Serialize>(self, message: &M) -> Frame {
         match self {
-            Encoding::MessagePack => Message::binary(rmp_serde::to_vec_named(message).expect("protocol messages serialize")),
-            Encoding::Json => Message::text(serde_json::to_string(message).expect("protocol messages serialize")),
+            Encoding::MessagePack => Frame::binary(rmp_serde::to_vec_named(message).expect("protocol messages serialize")),
+            Encoding::Json => Frame::text(serde_json::to_string(message).expect("protocol messages serialize")),
         }
     }
 
-    /// The message of a data frame; `Ok(None)` for control frames.
-    pub fn decode<M: for<'de> Deserialize<'de>>(self, frame: &Message) -> Result<Option<M>, DecodeError> {
-        let decoded = match (self, frame) {
-            (Encoding::MessagePack, Message::Binary(bytes)) => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
-            (Encoding::Json, Message::Text(text)) => serde_json::from_str(text.as_str()).map_err(|e| e.to_string()),
-            (_, Message::Binary(_) | Message::Text(_)) => Err(format!("a {} frame under {}", frame_kind(frame), self.protocol())),
+    /// The message of a data frame (after decompression); `Ok(None)` for control frames.
+    pub fn decode<M: for<'de> Deserialize<'de>>(self, frame: &Frame) -> Result<Option<M>, DecodeError> {
+        let decoded = match (self, frame.opcode()) {
+            (Encoding::MessagePack, OpCode::Binary) => rmp_serde::from_slice(frame.payload()).map_err(|e| e.to_string()),
+            (Encoding::Json, OpCode::Text) => serde_json::from_slice(frame.payload()).map_err(|e| e.to_string()),
+            (_, OpCode::Binary) => Err(format!("a binary frame under {}", self.protocol())),
+            (_, OpCode::Text) => Err(format!("a text frame under {}", self.protocol())),
             _ => return Ok(None),
         };
         decoded.map(Some).map_err(DecodeError)
     }
-}
-
-fn frame_kind(frame: &Message) -> &'static str {
-    if frame.is_binary() { "binary" } else { "text" }
 }
 
 #[cfg(test)]
@@ -440,7 +437,7 @@ mod tests {
     #[test]
     fn client_messages_decode_from_hand_written_json() {
         let text = r#"{"type":"subscribe","id":7,"view":"hub_prices","filter":{"market":"PJM","node":["A","B"]},"resume_from":4,"resume_version":99}"#;
-        let message: ClientMessage = Encoding::Json.decode(&Message::text(text)).unwrap().unwrap();
+        let message: ClientMessage = Encoding::Json.decode(&Frame::text(text)).unwrap().unwrap();
         let ClientMessage::Subscribe {
             id,
             view,
@@ -454,7 +451,7 @@ mod tests {
         assert_eq!((id, view.as_str(), resume_from, resume_version), (7, "hub_prices", Some(4), Some(99)));
         assert_eq!(filter["market"].values(), &[WireDatum(Datum::string("PJM"))]);
         assert_eq!(filter["node"].values().len(), 2);
-        let ping: ClientMessage = Encoding::Json.decode(&Message::text(r#"{"type":"ping"}"#)).unwrap().unwrap();
+        let ping: ClientMessage = Encoding::Json.decode(&Frame::text(r#"{"type":"ping"}"#)).unwrap().unwrap();
         assert_eq!(ping, ClientMessage::Ping);
     }
 
@@ -470,8 +467,8 @@ mod tests {
 
     #[test]
     fn a_frame_of_the_wrong_kind_or_content_is_an_error() {
-        assert!(Encoding::MessagePack.decode::<ClientMessage>(&Message::text("{}")).is_err());
-        assert!(Encoding::Json.decode::<ClientMessage>(&Message::text(r#"{"type":"dance"}"#)).is_err());
-        assert!(Encoding::Json.decode::<ClientMessage>(&Message::Ping(Default::default())).unwrap().is_none());
+        assert!(Encoding::MessagePack.decode::<ClientMessage>(&Frame::text("{}")).is_err());
+        assert!(Encoding::Json.decode::<ClientMessage>(&Frame::text(r#"{"type":"dance"}"#)).is_err());
+        assert!(Encoding::Json.decode::<ClientMessage>(&Frame::ping(Vec::new())).unwrap().is_none());
     }
 }

@@ -2,7 +2,9 @@
 //! runtime.
 //!
 //! Every connection speaks HTTP/1.1 (hyper; the routes are in
-//! [`super::http`]) until `GET /v1/stream` upgrades it to a WebSocket. The
+//! [`super::http`]) until `GET /v1/stream` upgrades it to a WebSocket (yawc),
+//! compressed with permessage-deflate when the client offers it (see
+//! [`Compression`] for the parameters and the memory they cost). The
 //! upgraded connection then runs one task that reads client messages, drains
 //! its subscriptions' pending changes into diffs when the hub signals, sends
 //! heartbeats on a timer and, when a subscription's pending changes outgrow
@@ -22,15 +24,12 @@ use carbonflow_core::metrics::{WEBSOCKET_CONNECTIONS, WEBSOCKET_SLOW_CONSUMERS, 
 use futures_util::{SinkExt, StreamExt};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::IntGauge;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use yawc::close::CloseCode;
+use yawc::{CompressionLevel, DeflatePool, Frame, HttpWebSocket, OpCode, Options};
 
 use super::api::ApiHandler;
 use super::auth::{AuthConfig, Grant};
@@ -54,6 +53,63 @@ pub struct ServerConfig {
     /// reader's backlog stays in the server, where it is conflated by key,
     /// rather than queuing stale frames in the kernel.
     pub send_buffer: usize,
+    /// permessage-deflate for the clients that offer it.
+    pub compression: Compression,
+}
+
+/// How frames are compressed for a client that offers permessage-deflate
+/// (RFC 7692); a client that does not offer it always gets plain frames.
+///
+/// Deflate state is the memory that matters: about 350 KiB for a compressor
+/// (310 KiB: window, hash tables, LZ and output buffers) and a decompressor
+/// (43 KiB), with their 32 KiB windows (yawc's pure Rust backend always uses
+/// the full window). Kept per connection, that is up to
+/// [`HubLimits::connections`] times as much, whatever the clients do, hence
+/// the default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// Never negotiated: plain frames for everyone.
+    Off,
+    /// Every message compressed on its own, both ways
+    /// (`server_no_context_takeover; client_no_context_takeover`, which the
+    /// server may impose on any offer). Deflate state is borrowed from one
+    /// pool for the time of one message, so an idle connection holds none
+    /// and the server holds at most one state per runtime thread at rest.
+    /// Messages under [`COMPRESSION_THRESHOLD`] bytes go uncompressed.
+    #[default]
+    PerMessage,
+    /// Each direction keeps its window across messages: smaller frames for
+    /// streams of small diffs, at about 350 KiB per connection that
+    /// compressed anything (bounded by the connection limit).
+    ContextTakeover,
+}
+
+/// Messages shorter than this go uncompressed under [`Compression::PerMessage`]:
+/// deflate cannot shrink a heartbeat much without earlier messages to refer to.
+pub const COMPRESSION_THRESHOLD: usize = 128;
+
+/// The threads of the server's runtime: connection tasks and the hub.
+const RUNTIME_THREADS: usize = 1;
+
+/// The largest message a client may send (decompressed, too); subscribes are small.
+const MAX_CLIENT_MESSAGE: usize = 1 << 20;
+
+impl Compression {
+    /// The WebSocket options of every connection.
+    fn options(self) -> Options {
+        let limits = Options::default().with_limits(MAX_CLIENT_MESSAGE, MAX_CLIENT_MESSAGE);
+        match self {
+            Compression::Off => limits,
+            // Compression runs on the runtime's threads, one message at a time on each.
+            Compression::PerMessage => limits
+                .with_compression_level(CompressionLevel::fast())
+                .server_no_context_takeover()
+                .client_no_context_takeover()
+                .with_deflate_pool(DeflatePool::new(RUNTIME_THREADS))
+                .with_compression_threshold(COMPRESSION_THRESHOLD),
+            Compression::ContextTakeover => limits.with_compression_level(CompressionLevel::fast()),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -64,6 +120,7 @@ impl Default for ServerConfig {
             heartbeat: Duration::from_secs(1),
             limits: HubLimits::default(),
             send_buffer: 64 * 1024,
+            compression: Compression::default(),
         }
     }
 }
@@ -113,6 +170,8 @@ pub(super) struct Context {
     pub(super) auth: Option<AuthConfig>,
     heartbeat: Duration,
     send_buffer: usize,
+    /// The options of every WebSocket, permessage-deflate included.
+    pub(super) websocket: Options,
     api: RwLock<Option<Arc<dyn ApiHandler>>>,
 }
 
@@ -133,7 +192,7 @@ impl Server {
         let hub = Arc::new(Hub::new(config.limits));
         hub.add_views(views).map_err(ServerError::Views)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(RUNTIME_THREADS)
             .thread_name("carbonflow-ws")
             .enable_all()
             .build()
@@ -153,6 +212,7 @@ impl Server {
             auth: config.auth,
             heartbeat: config.heartbeat,
             send_buffer: config.send_buffer,
+            websocket: config.compression.options(),
             api: RwLock::new(None),
         });
         let accept_task = runtime.spawn(accept_loop(listener, context.clone(), shutdown_signal));
@@ -295,7 +355,7 @@ enum Ending {
     TooSlow,
 }
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
+type Socket = HttpWebSocket;
 
 /// Serves a connection's HTTP requests and, once one is upgraded, its WebSocket.
 async fn serve_connection(stream: TcpStream, context: Arc<Context>, mut shutdown: watch::Receiver<bool>) {
@@ -320,14 +380,12 @@ async fn serve_connection(stream: TcpStream, context: Arc<Context>, mut shutdown
         }
     }
     let upgrade = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-    let Some(Upgrade { on_upgrade, admission }) = upgrade else {
+    let Some(Upgrade { socket, admission }) = upgrade else {
         return;
     };
-    let Ok(upgraded) = on_upgrade.await else {
+    let Ok(socket) = socket.await else {
         return;
     };
-    let config = WebSocketConfig::default().max_message_size(Some(1 << 20)).max_frame_size(Some(1 << 20));
-    let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
     serve_websocket(socket, admission, context, &mut shutdown).await;
 }
 
@@ -371,8 +429,8 @@ impl Connection {
             let mut closing = None;
             tokio::select! {
                 frame = reader.next() => match frame {
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Some(Ending::Gone),
-                    Some(Ok(frame)) => self.on_frame(&frame, &mut outgoing),
+                    Some(frame) if frame.opcode() != OpCode::Close => self.on_frame(&frame, &mut outgoing),
+                    _ => return Some(Ending::Gone),
                 },
                 () = self.signal.changed.notified() => self.drain(&mut outgoing),
                 _ = heartbeat.tick() => {
@@ -381,7 +439,7 @@ impl Connection {
                 }
                 _ = shutdown.changed() => {
                     self.drain(&mut outgoing);
-                    closing = Some(CloseFrame { code: CloseCode::Away, reason: "the run finished".into() });
+                    closing = Some(Frame::close(CloseCode::Away, "the run finished"));
                 }
             }
             if self.signal.overflowed.load(Ordering::Acquire) {
@@ -404,13 +462,13 @@ impl Connection {
                 Err(ending) => return Some(ending),
             }
             if let Some(frame) = closing {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.send(Message::Close(Some(frame)))).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.send(frame)).await;
                 return None;
             }
         }
     }
 
-    fn on_frame(&mut self, frame: &Message, outgoing: &mut Vec<ServerMessage>) {
+    fn on_frame(&mut self, frame: &Frame, outgoing: &mut Vec<ServerMessage>) {
         let message = match self.encoding.decode::<ClientMessage>(frame) {
             Ok(Some(message)) => message,
             Ok(None) => return,
@@ -587,9 +645,9 @@ fn error_message(sub: Option<SubscriptionId>, code: ErrorCode, message: String) 
 /// How long a close frame may take to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-type Writer = futures_util::stream::SplitSink<Socket, Message>;
+type Writer = futures_util::stream::SplitSink<Socket, Frame>;
 
-async fn send_all(writer: &mut Writer, frames: Vec<Message>) -> Result<(), Ending> {
+async fn send_all(writer: &mut Writer, frames: Vec<Frame>) -> Result<(), Ending> {
     if frames.is_empty() {
         return Ok(());
     }
@@ -600,14 +658,13 @@ async fn send_all(writer: &mut Writer, frames: Vec<Message>) -> Result<(), Endin
 }
 
 async fn close(writer: &mut Writer, code: CloseCode, reason: String) {
-    let frame = CloseFrame { code, reason: reason.into() };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.send(Message::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer.send(Frame::close(code, reason))).await;
 }
 
 #[cfg(test)]
 mod tests {
     use carbonflow_core::{DataType, Field, Schema};
-    use tokio_tungstenite::tungstenite::http::StatusCode;
+    use yawc::{WebSocket, WebSocketError};
 
     use super::super::protocol::STREAM_PATH;
     use super::*;
@@ -632,7 +689,7 @@ mod tests {
         let url = format!("ws://{}{STREAM_PATH}", server.local_addr());
         let client = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         client.block_on(async {
-            let (mut first, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+            let mut first = WebSocket::connect(url.parse().unwrap()).await.unwrap();
             let mut replies = Vec::new();
             for id in 1..=3 {
                 let subscribe = ClientMessage::Subscribe {
@@ -643,7 +700,7 @@ mod tests {
                     resume_version: None,
                 };
                 first.send(Encoding::MessagePack.encode(&subscribe)).await.unwrap();
-                let frame = first.next().await.unwrap().unwrap();
+                let frame = first.next().await.unwrap();
                 replies.push(Encoding::MessagePack.decode::<ServerMessage>(&frame).unwrap().unwrap());
             }
             assert!(matches!(replies[0], ServerMessage::Snapshot { sub: 1, .. }));
@@ -659,8 +716,8 @@ mod tests {
                 "{:?}",
                 replies[2]
             );
-            match tokio_tungstenite::connect_async(url.as_str()).await {
-                Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE),
+            match WebSocket::connect(url.parse().unwrap()).await {
+                Err(WebSocketError::InvalidStatusCode(status)) => assert_eq!(status, 503),
                 other => panic!("a second connection: {:?}", other.map(|_| ())),
             }
         });
