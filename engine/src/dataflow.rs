@@ -20,7 +20,7 @@
 //!
 //! A view used twice is built once (its collection is cloned).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -36,7 +36,7 @@ use carbonflow_core::metrics::{self, Histogram};
 use carbonflow_core::{ConnectorConfig, Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row, Watermark};
 use carbonflow_operators::analytics::dataflow::Over;
 use carbonflow_operators::cep::MatchRecognizer;
-use carbonflow_operators::dataflow::{CoreContext, TimedCore, WatermarkUpdate, route_hash, timed_operator};
+use carbonflow_operators::dataflow::{CoreContext, TimedCore, WatermarkSource, WatermarkUpdate, route_hash, timed_operator};
 use carbonflow_operators::forecast::onnx::OnnxModel;
 use carbonflow_operators::forecast::{Forecast, ForecastModel, ForecastSpec};
 use carbonflow_operators::grouped::{EmitMode, GroupedAggregate, WindowKey};
@@ -166,7 +166,7 @@ pub fn build<'s>(scope: Scope<'s, Epoch>, program: &Program, context: &BuildCont
             addressed.inner,
             builder.watermarks.clone(),
             |(worker, _)| *worker,
-            watermark_tables(plan),
+            watermark_source(program, plan),
             &format!("Sink[{name}]"),
             builder.batch_seconds(&format!("Sink[{name}]")),
             core,
@@ -210,8 +210,12 @@ fn load_forecast_models(program: &Program) -> Result<HashMap<String, Vec<OnnxMod
     Ok(models)
 }
 
-fn watermark_tables(plan: &Plan) -> BTreeSet<u32> {
-    plan.watermark_tables.iter().map(|t| *t as u32).collect()
+/// The watermark of the rows of `plan`: its tables', less the lag of its time attribute.
+fn watermark_source(program: &Program, plan: &Plan) -> WatermarkSource {
+    WatermarkSource {
+        tables: plan.watermark_tables.iter().map(|t| *t as u32).collect(),
+        lag: plan.watermark_lag(program),
+    }
 }
 
 impl<'s> Builder<'s, '_> {
@@ -280,6 +284,12 @@ impl<'s> Builder<'s, '_> {
                 // reused buffer instead of being materialised once per window.
                 // The widened rows have the window plan's layout, so its rowtime holds.
                 let rowtime = input.rowtime;
+                // Plain GROUP BY groups never close, so they need no watermark.
+                let watermark = if window.is_some() {
+                    watermark_source(self.program, input)
+                } else {
+                    WatermarkSource::default()
+                };
                 let (input, windowing) = match &input.node {
                     Node::WindowAssign {
                         input: inner,
@@ -297,9 +307,7 @@ impl<'s> Builder<'s, '_> {
                 });
                 let name = plan.operator_name();
                 let core = GroupedAggregate::new(name, aggregates.iter().map(|a| a.spec).collect(), window);
-                // Plain GROUP BY groups never close, so they need no watermark.
-                let tables = if window.is_some() { watermark_tables(plan) } else { BTreeSet::new() };
-                self.keyed(keyed, tables, name, core)
+                self.keyed(keyed, watermark, name, core)
             }
             Node::SessionAggregate {
                 input,
@@ -309,6 +317,7 @@ impl<'s> Builder<'s, '_> {
                 aggregates,
                 emit,
             } => {
+                let watermark = watermark_source(self.program, input);
                 let input = self.plan(input);
                 let keys = partition.iter().map(|c| Expr::Column(*c)).collect();
                 let keyed = keyed_arguments(input, None, keys, aggregates, Some(*time_column), self.dead_letters.clone());
@@ -320,7 +329,7 @@ impl<'s> Builder<'s, '_> {
                     self.program.allowed_lateness,
                     emit,
                 );
-                self.keyed(keyed, watermark_tables(plan), "SessionWindowAggregate", core)
+                self.keyed(keyed, watermark, "SessionWindowAggregate", core)
             }
             Node::MatchRecognize {
                 input,
@@ -331,7 +340,7 @@ impl<'s> Builder<'s, '_> {
                 let keyed = self.partitioned(input, partition);
                 let recognizer = MatchRecognizer::new(spec.clone()).expect("checked by the binder");
                 let core = carbonflow_operators::cep::dataflow::MatchRecognize::new("MatchRecognize", recognizer, *time_column, self.program.allowed_lateness);
-                self.keyed(keyed, watermark_tables(plan), "MatchRecognize", core)
+                self.keyed(keyed, watermark_source(self.program, input), "MatchRecognize", core)
             }
             Node::Over {
                 input,
@@ -339,11 +348,10 @@ impl<'s> Builder<'s, '_> {
                 time_column,
                 calls,
             } => {
-                let input = self.plan(input);
-                let partition = partition.clone();
-                let keyed = input.map(move |row| (row.project(&partition), row));
+                let watermark = watermark_source(self.program, input);
+                let keyed = self.partitioned(input, partition);
                 let core = Over::new("Over", calls.clone(), *time_column, self.program.allowed_lateness);
-                self.keyed(keyed, watermark_tables(plan), "Over", core)
+                self.keyed(keyed, watermark, "Over", core)
             }
             Node::Forecast {
                 input,
@@ -361,7 +369,7 @@ impl<'s> Builder<'s, '_> {
                 };
                 let loaded = self.forecast_models.get_mut(&model.path).and_then(Vec::pop);
                 let core = Forecast::new("Forecast", spec, loaded.expect("one model loaded per FORECAST node"));
-                self.keyed(keyed, watermark_tables(plan), "Forecast", core)
+                self.keyed(keyed, watermark_source(self.program, input), "Forecast", core)
             }
             Node::Join {
                 left,
@@ -410,7 +418,7 @@ impl<'s> Builder<'s, '_> {
                 let versions = tagged(self.plan(right), right_keys, JoinSide::Version);
                 let core = TemporalJoin::new("TemporalJoin", *probe_time, *version_time);
                 // Probe results become final as the versioned table's watermark passes them.
-                self.keyed(probes.concat(versions), watermark_tables(right), "TemporalJoin", core)
+                self.keyed(probes.concat(versions), watermark_source(self.program, right), "TemporalJoin", core)
             }
         }
     }
@@ -424,7 +432,7 @@ impl<'s> Builder<'s, '_> {
     fn keyed<V: differential_dataflow::ExchangeData + std::hash::Hash, C: TimedCore<Input = (Row, V)>>(
         &self,
         keyed: VecCollection<'s, Epoch, (Row, V), Diff>,
-        tables: BTreeSet<u32>,
+        watermark: WatermarkSource,
         name: &str,
         core: C,
     ) -> Collection<'s> {
@@ -433,7 +441,7 @@ impl<'s> Builder<'s, '_> {
             keyed.inner,
             self.watermarks.clone(),
             |(key, _)| route_hash(key),
-            tables,
+            watermark,
             name,
             self.batch_seconds(name),
             core,
@@ -455,12 +463,11 @@ impl<'s> Builder<'s, '_> {
                 let keyed = collection.map(move |row| (row.project(&key), row));
                 let retention = upsert_retention(&table.connector);
                 let core = Upsert::new(table.name(), table.watermark.map(|w| w.column), retention);
-                let tables = if table.watermark.is_some() {
-                    BTreeSet::from([index as u32])
-                } else {
-                    BTreeSet::new()
+                let watermark = WatermarkSource {
+                    tables: table.watermark.iter().map(|_| index as u32).collect(),
+                    lag: 0,
                 };
-                self.keyed(keyed, tables, "Upsert", core)
+                self.keyed(keyed, watermark, "Upsert", core)
             }
             None => collection,
         };
