@@ -192,6 +192,10 @@ where
     data.binary_frontier::<_, CapacityContainerBuilder<Updates<Row>>, _, _, _, _>(watermarks, exchange, Pipeline, name, move |_capability, _info| {
         // Pending work per epoch: the capability to emit at it, updates, watermark reports.
         let mut pending: BTreeMap<Epoch, PendingEpoch<D>> = BTreeMap::new();
+        // The update buffer of the last epoch applied, empty, kept for the
+        // next one: an epoch's updates then fill capacity already there
+        // instead of growing (and copying) a fresh buffer message by message.
+        let mut spare: Vec<(D, Diff)> = Vec::new();
         let mut reported = InstanceWatermarks::default();
         let mut watermark = Millis::MIN;
         let mut output = Vec::new();
@@ -204,7 +208,9 @@ where
             data_input.for_each(|capability, updates| {
                 let mut updates = updates.drain(..).peekable();
                 while let Some((d, epoch, diff)) = updates.next() {
-                    let entry = pending.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, 0), Vec::new(), Vec::new()));
+                    let entry = pending
+                        .entry(epoch)
+                        .or_insert_with(|| (capability.delayed(&epoch, 0), std::mem::take(&mut spare), Vec::new()));
                     entry.1.reserve(updates.len() + 1);
                     entry.1.push((d, diff));
                     while let Some((d, _, diff)) = updates.next_if(|(_, next, _)| *next == epoch) {
@@ -214,7 +220,9 @@ where
             });
             watermark_input.for_each(|capability, updates| {
                 let Some(&epoch) = capability.least() else { return };
-                let entry = pending.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, 0), Vec::new(), Vec::new()));
+                let entry = pending
+                    .entry(epoch)
+                    .or_insert_with(|| (capability.delayed(&epoch, 0), std::mem::take(&mut spare), Vec::new()));
                 entry.2.extend(updates.drain(..).filter(|u| source.tables.contains(&u.table)));
             });
             while let Some(entry) = pending.first_entry() {
@@ -222,15 +230,18 @@ where
                 if data_frontier.less_equal(&epoch) || watermark_frontier.less_equal(&epoch) {
                     break;
                 }
-                let (capability, updates, reports) = entry.remove();
+                let (capability, mut updates, reports) = entry.remove();
                 let batch_started = (!updates.is_empty()).then(Instant::now);
                 let mut context = CoreContext {
                     watermark,
                     output: &mut output,
                     dead_letters: &mut rejected,
                 };
-                for (update, diff) in updates {
+                for (update, diff) in updates.drain(..) {
                     core.on_update(update, diff, &mut context);
+                }
+                if updates.capacity() > spare.capacity() {
+                    spare = updates;
                 }
                 reports.iter().for_each(|report| reported.record(report));
                 if let Some(combined) = reported.combined(&source.tables, peers) {
