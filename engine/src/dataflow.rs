@@ -34,9 +34,9 @@ use timely::dataflow::{InputHandleVec, ProbeHandle, Scope, Stream};
 
 use carbonflow_core::metrics::{self, Histogram};
 use carbonflow_core::{ConnectorConfig, Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row, Watermark};
-use carbonflow_operators::analytics::dataflow::Over;
+use carbonflow_operators::analytics::dataflow::{Over, partition_hash};
 use carbonflow_operators::cep::MatchRecognizer;
-use carbonflow_operators::dataflow::{CoreContext, TimedCore, WatermarkSource, WatermarkUpdate, route_hash, timed_operator};
+use carbonflow_operators::dataflow::{CoreContext, Route, TimedCore, WatermarkSource, WatermarkUpdate, route_hash, timed_operator};
 use carbonflow_operators::forecast::onnx::OnnxModel;
 use carbonflow_operators::forecast::{Forecast, ForecastModel, ForecastSpec};
 use carbonflow_operators::grouped::{EmitMode, GroupedAggregate, WindowKey};
@@ -349,9 +349,10 @@ impl<'s> Builder<'s, '_> {
                 calls,
             } => {
                 let watermark = watermark_source(self.program, input);
-                let keyed = self.partitioned(input, partition);
-                let core = Over::new("Over", calls.clone(), *time_column, self.program.allowed_lateness);
-                self.keyed(keyed, watermark, "Over", core)
+                let columns = partition.clone();
+                let hashed = self.plan(input).map(move |row| (partition_hash(&row, &columns), row));
+                let core = Over::new("Over", calls.clone(), partition.clone(), *time_column, self.program.allowed_lateness);
+                self.routed(hashed, |(hash, _)| *hash, watermark, "Over", core)
             }
             Node::Forecast {
                 input,
@@ -429,6 +430,7 @@ impl<'s> Builder<'s, '_> {
         self.plan(input).map(move |row| (row.project(&partition), row))
     }
 
+    /// A timed operator over `keyed` rows, each sent to the worker its key hashes to.
     fn keyed<V: differential_dataflow::ExchangeData + std::hash::Hash, C: TimedCore<Input = (Row, V)>>(
         &self,
         keyed: VecCollection<'s, Epoch, (Row, V), Diff>,
@@ -436,11 +438,23 @@ impl<'s> Builder<'s, '_> {
         name: &str,
         core: C,
     ) -> Collection<'s> {
+        self.routed(keyed, |(key, _)| route_hash(key), watermark, name, core)
+    }
+
+    /// A timed operator over `data`, each update sent to the worker `route` picks.
+    fn routed<D: differential_dataflow::ExchangeData + std::hash::Hash, C: TimedCore<Input = D>>(
+        &self,
+        data: VecCollection<'s, Epoch, D, Diff>,
+        route: Route<D>,
+        watermark: WatermarkSource,
+        name: &str,
+        core: C,
+    ) -> Collection<'s> {
         let dead_letters = self.dead_letters.clone();
         timed_operator(
-            keyed.inner,
+            data.inner,
             self.watermarks.clone(),
-            |(key, _)| route_hash(key),
+            route,
             watermark,
             name,
             self.batch_seconds(name),
