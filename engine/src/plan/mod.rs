@@ -297,9 +297,10 @@ pub enum Node {
 }
 
 impl Plan {
-    /// How far the watermark of this plan's time attribute trails the
-    /// watermark of its tables: the sum of the gaps of the `SESSION`
-    /// aggregations below it (0 without one).
+    /// How far the watermark of this plan's rows trails the watermark of its
+    /// tables: the gaps of the `SESSION` aggregations below it, added up
+    /// along each path to a table, the largest over the paths (0 without
+    /// one). Sinks report progress with it too.
     ///
     /// A late row admitted within a gap and the allowed lateness of the
     /// watermark changes sessions whose `window_time` is at or after its own
