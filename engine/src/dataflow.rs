@@ -20,7 +20,7 @@
 //!
 //! A view used twice is built once (its collection is cloned).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -35,9 +35,9 @@ use timely::dataflow::{InputHandleVec, ProbeHandle, Scope, Stream};
 use carbonflow_core::metrics::{self, Histogram};
 use carbonflow_core::{ConnectorConfig, Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row, Watermark};
 use carbonflow_operators::aggregate::GroupAccumulator;
-use carbonflow_operators::analytics::dataflow::Over;
+use carbonflow_operators::analytics::dataflow::{Over, partition_hash};
 use carbonflow_operators::cep::MatchRecognizer;
-use carbonflow_operators::dataflow::{CoreContext, TimedCore, WatermarkUpdate, combine_per_epoch, route_hash, timed_operator};
+use carbonflow_operators::dataflow::{CoreContext, Route, TimedCore, WatermarkSource, WatermarkUpdate, combine_per_epoch, route_hash, timed_operator};
 use carbonflow_operators::forecast::onnx::OnnxModel;
 use carbonflow_operators::forecast::{Forecast, ForecastModel, ForecastSpec};
 use carbonflow_operators::grouped::{Combiner, EmitMode, GroupedAggregate, WindowKey};
@@ -167,7 +167,7 @@ pub fn build<'s>(scope: Scope<'s, Epoch>, program: &Program, context: &BuildCont
             addressed.inner,
             builder.watermarks.clone(),
             |(worker, _)| *worker,
-            watermark_tables(plan),
+            watermark_source(program, plan),
             &format!("Sink[{name}]"),
             builder.batch_seconds(&format!("Sink[{name}]")),
             core,
@@ -211,8 +211,12 @@ fn load_forecast_models(program: &Program) -> Result<HashMap<String, Vec<OnnxMod
     Ok(models)
 }
 
-fn watermark_tables(plan: &Plan) -> BTreeSet<u32> {
-    plan.watermark_tables.iter().map(|t| *t as u32).collect()
+/// The watermark of the rows of `plan`: its tables', less the lag of its time attribute.
+fn watermark_source(program: &Program, plan: &Plan) -> WatermarkSource {
+    WatermarkSource {
+        tables: plan.watermark_tables.iter().map(|t| *t as u32).collect(),
+        lag: plan.watermark_lag(program),
+    }
 }
 
 impl<'s> Builder<'s, '_> {
@@ -285,6 +289,12 @@ impl<'s> Builder<'s, '_> {
                 // widened rows extend the TVF input's layout, so its column
                 // index holds.
                 let order_time = window_event_time(input).or(input.rowtime);
+                // Plain GROUP BY groups never close, so they need no watermark.
+                let watermark = if window.is_some() {
+                    watermark_source(self.program, input)
+                } else {
+                    WatermarkSource::default()
+                };
                 let (input, windowing) = match &input.node {
                     Node::WindowAssign {
                         input: inner,
@@ -302,17 +312,15 @@ impl<'s> Builder<'s, '_> {
                 });
                 let name = plan.operator_name();
                 let specs: Vec<_> = aggregates.iter().map(|a| a.spec).collect();
-                // Plain GROUP BY groups never close, so they need no watermark.
-                let tables = if window.is_some() { watermark_tables(plan) } else { BTreeSet::new() };
                 match plan.aggregate_strategy(self.program) {
                     Some(AggregateStrategy::Combined) => {
                         let partials = combined_arguments(input, arguments, specs.clone(), self.dead_letters.clone());
                         let core = GroupedAggregate::<GroupAccumulator>::new(name, specs, window);
-                        self.keyed(partials, tables, name, core)
+                        self.keyed(partials, watermark, name, core)
                     }
                     _ => {
                         let keyed = keyed_arguments(input, arguments, self.dead_letters.clone());
-                        self.keyed(keyed, tables, name, GroupedAggregate::<Row>::new(name, specs, window))
+                        self.keyed(keyed, watermark, name, GroupedAggregate::<Row>::new(name, specs, window))
                     }
                 }
             }
@@ -324,6 +332,7 @@ impl<'s> Builder<'s, '_> {
                 aggregates,
                 emit,
             } => {
+                let watermark = watermark_source(self.program, input);
                 let input = self.plan(input);
                 let keys: Vec<Expr> = partition.iter().map(|c| Expr::Column(*c)).collect();
                 let arguments = GroupArguments::new(None, &keys, aggregates, Some(*time_column));
@@ -336,7 +345,7 @@ impl<'s> Builder<'s, '_> {
                     self.program.allowed_lateness,
                     emit,
                 );
-                self.keyed(keyed, watermark_tables(plan), "SessionWindowAggregate", core)
+                self.keyed(keyed, watermark, "SessionWindowAggregate", core)
             }
             Node::MatchRecognize {
                 input,
@@ -347,7 +356,7 @@ impl<'s> Builder<'s, '_> {
                 let keyed = self.partitioned(input, partition);
                 let recognizer = MatchRecognizer::new(spec.clone()).expect("checked by the binder");
                 let core = carbonflow_operators::cep::dataflow::MatchRecognize::new("MatchRecognize", recognizer, *time_column, self.program.allowed_lateness);
-                self.keyed(keyed, watermark_tables(plan), "MatchRecognize", core)
+                self.keyed(keyed, watermark_source(self.program, input), "MatchRecognize", core)
             }
             Node::Over {
                 input,
@@ -355,11 +364,11 @@ impl<'s> Builder<'s, '_> {
                 time_column,
                 calls,
             } => {
-                let input = self.plan(input);
-                let partition = partition.clone();
-                let keyed = input.map(move |row| (row.project(&partition), row));
-                let core = Over::new("Over", calls.clone(), *time_column, self.program.allowed_lateness);
-                self.keyed(keyed, watermark_tables(plan), "Over", core)
+                let watermark = watermark_source(self.program, input);
+                let columns = partition.clone();
+                let hashed = self.plan(input).map(move |row| (partition_hash(&row, &columns), row));
+                let core = Over::new("Over", calls.clone(), partition.clone(), *time_column, self.program.allowed_lateness);
+                self.routed(hashed, |(hash, _)| *hash, watermark, "Over", core)
             }
             Node::Forecast {
                 input,
@@ -377,7 +386,7 @@ impl<'s> Builder<'s, '_> {
                 };
                 let loaded = self.forecast_models.get_mut(&model.path).and_then(Vec::pop);
                 let core = Forecast::new("Forecast", spec, loaded.expect("one model loaded per FORECAST node"));
-                self.keyed(keyed, watermark_tables(plan), "Forecast", core)
+                self.keyed(keyed, watermark_source(self.program, input), "Forecast", core)
             }
             Node::Join {
                 left,
@@ -426,7 +435,7 @@ impl<'s> Builder<'s, '_> {
                 let versions = tagged(self.plan(right), right_keys, JoinSide::Version);
                 let core = TemporalJoin::new("TemporalJoin", *probe_time, *version_time);
                 // Probe results become final as the versioned table's watermark passes them.
-                self.keyed(probes.concat(versions), watermark_tables(right), "TemporalJoin", core)
+                self.keyed(probes.concat(versions), watermark_source(self.program, right), "TemporalJoin", core)
             }
         }
     }
@@ -437,19 +446,32 @@ impl<'s> Builder<'s, '_> {
         self.plan(input).map(move |row| (row.project(&partition), row))
     }
 
+    /// A timed operator over `keyed` rows, each sent to the worker its key hashes to.
     fn keyed<V: timely::ExchangeData, C: TimedCore<Input = (Row, V)>>(
         &self,
         keyed: VecCollection<'s, Epoch, (Row, V), Diff>,
-        tables: BTreeSet<u32>,
+        watermark: WatermarkSource,
+        name: &str,
+        core: C,
+    ) -> Collection<'s> {
+        self.routed(keyed, |(key, _)| route_hash(key), watermark, name, core)
+    }
+
+    /// A timed operator over `data`, each update sent to the worker `route` picks.
+    fn routed<D: timely::ExchangeData, C: TimedCore<Input = D>>(
+        &self,
+        data: VecCollection<'s, Epoch, D, Diff>,
+        route: Route<D>,
+        watermark: WatermarkSource,
         name: &str,
         core: C,
     ) -> Collection<'s> {
         let dead_letters = self.dead_letters.clone();
         timed_operator(
-            keyed.inner,
+            data.inner,
             self.watermarks.clone(),
-            |(key, _)| route_hash(key),
-            tables,
+            route,
+            watermark,
             name,
             self.batch_seconds(name),
             core,
@@ -471,12 +493,11 @@ impl<'s> Builder<'s, '_> {
                 let keyed = collection.map(move |row| (row.project(&key), row));
                 let retention = upsert_retention(&table.connector);
                 let core = Upsert::new(table.name(), table.watermark.map(|w| w.column), retention);
-                let tables = if table.watermark.is_some() {
-                    BTreeSet::from([index as u32])
-                } else {
-                    BTreeSet::new()
+                let watermark = WatermarkSource {
+                    tables: table.watermark.iter().map(|_| index as u32).collect(),
+                    lag: 0,
                 };
-                self.keyed(keyed, tables, "Upsert", core)
+                self.keyed(keyed, watermark, "Upsert", core)
             }
             None => collection,
         };

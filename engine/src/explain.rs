@@ -41,11 +41,17 @@ pub fn dataflow(program: &Program) -> String {
 fn describe(program: &Program, plan: &Plan, depth: usize, out: &mut String) {
     let indent = "  ".repeat(depth);
     let watermarks = || {
-        plan.watermark_tables
+        let tables = plan
+            .watermark_tables
             .iter()
             .map(|t| program.tables[*t].name().to_owned())
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        // Above a SESSION aggregation's window_time, the watermark trails the tables' by its gap.
+        match plan.inputs().iter().map(|input| input.watermark_lag(program)).max().unwrap_or(0) {
+            0 => tables,
+            lag => format!("{tables} less {lag} ms"),
+        }
     };
     let how = match &plan.node {
         Node::TableScan { .. } => "collection (shared by every reader)".to_owned(),

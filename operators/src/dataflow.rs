@@ -39,6 +39,22 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
+/// What an operator's watermark follows: the watermarks of the tables that
+/// feed it, held `lag` behind them.
+///
+/// The lag is for rows whose time attribute may still change further behind
+/// the tables' watermark than the allowed lateness: a `SESSION` aggregation's
+/// `window_time` (a late row admitted within a gap of a session changes it)
+/// runs a gap behind, so an operator reading it sees the tables' watermark
+/// minus the gap (the README's Windows paragraph gives the reasoning).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatermarkSource {
+    /// The tables (indexes in the program); with none, the watermark stays at [`Millis::MIN`].
+    pub tables: BTreeSet<u32>,
+    /// How far the watermark trails theirs.
+    pub lag: Millis,
+}
+
 /// A source instance's progress in event time, stamped with an epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatermarkUpdate {
@@ -159,8 +175,8 @@ const ROUTE_SEED: u64 = 0x6361_7262_6f6e_666c;
 /// Builds a stateful operator around `core`.
 ///
 /// * `data` is routed by `route`; `watermarks` must already be broadcast.
-/// * `tables` are the tables whose watermarks bound this operator; with none,
-///   the core always sees [`Millis::MIN`].
+/// * `source` names the tables whose watermarks bound this operator and how
+///   far behind them it runs; with no table, the core always sees [`Millis::MIN`].
 /// * `batch_seconds` records the time the core spends on each epoch with input.
 /// * `dead_letter` receives what the core rejects.
 #[allow(clippy::too_many_arguments)] // each is a distinct part of the operator's wiring
@@ -168,7 +184,7 @@ pub fn timed_operator<'scope, D, C>(
     data: Stream<'scope, Epoch, Updates<D>>,
     watermarks: Stream<'scope, Epoch, Vec<WatermarkUpdate>>,
     route: Route<D>,
-    tables: BTreeSet<u32>,
+    source: WatermarkSource,
     name: &str,
     batch_seconds: Histogram,
     mut core: C,
@@ -183,6 +199,10 @@ where
     data.binary_frontier::<_, CapacityContainerBuilder<Updates<Row>>, _, _, _, _>(watermarks, exchange, Pipeline, name, move |_capability, _info| {
         // Pending work per epoch: the capability to emit at it, updates, watermark reports.
         let mut pending: BTreeMap<Epoch, PendingEpoch<D>> = BTreeMap::new();
+        // The update buffer of the last epoch applied, empty, kept for the
+        // next one: an epoch's updates then fill capacity already there
+        // instead of growing (and copying) a fresh buffer message by message.
+        let mut spare: Vec<(D, Diff)> = Vec::new();
         let mut reported = InstanceWatermarks::default();
         let mut watermark = Millis::MIN;
         let mut output = Vec::new();
@@ -195,7 +215,9 @@ where
             data_input.for_each(|capability, updates| {
                 let mut updates = updates.drain(..).peekable();
                 while let Some((d, epoch, diff)) = updates.next() {
-                    let entry = pending.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, 0), Vec::new(), Vec::new()));
+                    let entry = pending
+                        .entry(epoch)
+                        .or_insert_with(|| (capability.delayed(&epoch, 0), std::mem::take(&mut spare), Vec::new()));
                     entry.1.reserve(updates.len() + 1);
                     entry.1.push((d, diff));
                     while let Some((d, _, diff)) = updates.next_if(|(_, next, _)| *next == epoch) {
@@ -205,27 +227,32 @@ where
             });
             watermark_input.for_each(|capability, updates| {
                 let Some(&epoch) = capability.least() else { return };
-                let entry = pending.entry(epoch).or_insert_with(|| (capability.delayed(&epoch, 0), Vec::new(), Vec::new()));
-                entry.2.extend(updates.drain(..).filter(|u| tables.contains(&u.table)));
+                let entry = pending
+                    .entry(epoch)
+                    .or_insert_with(|| (capability.delayed(&epoch, 0), std::mem::take(&mut spare), Vec::new()));
+                entry.2.extend(updates.drain(..).filter(|u| source.tables.contains(&u.table)));
             });
             while let Some(entry) = pending.first_entry() {
                 let epoch = *entry.key();
                 if data_frontier.less_equal(&epoch) || watermark_frontier.less_equal(&epoch) {
                     break;
                 }
-                let (capability, updates, reports) = entry.remove();
+                let (capability, mut updates, reports) = entry.remove();
                 let batch_started = (!updates.is_empty()).then(Instant::now);
                 let mut context = CoreContext {
                     watermark,
                     output: &mut output,
                     dead_letters: &mut rejected,
                 };
-                for (update, diff) in updates {
+                for (update, diff) in updates.drain(..) {
                     core.on_update(update, diff, &mut context);
                 }
+                if updates.capacity() > spare.capacity() {
+                    spare = updates;
+                }
                 reports.iter().for_each(|report| reported.record(report));
-                if let Some(combined) = reported.combined(&tables, peers) {
-                    watermark = watermark.max(combined);
+                if let Some(combined) = reported.combined(&source.tables, peers) {
+                    watermark = watermark.max(combined.saturating_sub(source.lag));
                 }
                 let mut context = CoreContext {
                     watermark,

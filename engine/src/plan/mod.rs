@@ -309,6 +309,27 @@ pub enum Node {
 }
 
 impl Plan {
+    /// How far the watermark of this plan's rows trails the watermark of its
+    /// tables: the gaps of the `SESSION` aggregations below it, added up
+    /// along each path to a table, the largest over the paths (0 without
+    /// one). Sinks report progress with it too.
+    ///
+    /// A late row admitted within a gap and the allowed lateness of the
+    /// watermark changes sessions whose `window_time` is at or after its own
+    /// event time, so every change to a session row with `window_time` t
+    /// comes while the watermark is below `t + gap + allowed lateness`.
+    /// Behind a watermark lagging by the gap, session rows thus take changes
+    /// exactly as long as a table's rows or a TUMBLE's `window_time` do (until
+    /// the watermark is the allowed lateness past them), and a window, OVER,
+    /// MATCH_RECOGNIZE or FORECAST over them never rejects one.
+    pub fn watermark_lag(&self, program: &Program) -> Millis {
+        match &self.node {
+            Node::ViewScan { view } => program.views[*view].plan.watermark_lag(program),
+            Node::SessionAggregate { input, gap, .. } => input.watermark_lag(program).saturating_add(*gap),
+            _ => self.inputs().into_iter().map(|input| input.watermark_lag(program)).max().unwrap_or(0),
+        }
+    }
+
     /// The direct inputs of this node.
     pub fn inputs(&self) -> Vec<&Plan> {
         match &self.node {

@@ -17,40 +17,89 @@
 //! the widest frame, twice that for `CORR_SHIFT`, the weeks of a seasonal
 //! baseline) and, for the recurrent functions, their state just before it.
 
-use std::collections::BTreeMap;
-use std::collections::hash_map::Entry;
+use std::hash::{Hash, Hasher};
 
 use carbonflow_core::{Diff, Epoch, Millis, Row};
-use foldhash::HashMap;
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 use super::{OverCall, OverPartition};
-use crate::dataflow::{CoreContext, EventTimeOrder, TimedCore, release_passed};
+use crate::dataflow::{CoreContext, EventTimeOrder, TimedCore, route_hash};
 
-/// The OVER operator core. Input: `(partition key, row)`; output: the row
-/// followed by one result per call.
+/// The OVER operator core. Input: `(partition hash, row)`, the hash being
+/// [`partition_hash`] of the row's partition columns (the worker routes by it
+/// too); output: the row followed by one result per call. A row's partition
+/// is found by that hash and a comparison of its columns, so no key is built
+/// or hashed again per row.
 pub struct Over {
     order: EventTimeOrder,
     calls: Vec<OverCall>,
-    partitions: HashMap<Row, Partition>,
-    /// The keys of `partitions`, in the order an epoch's end visits them:
-    /// sorted (again, after a key was added). Results thus leave partition by
-    /// partition in key order; where the keys lead the rows (`PARTITION BY
-    /// node` over rows starting with `node`), a sink's consolidation of an
-    /// epoch meets rows already sorted, which its sort finishes in one pass.
-    keys: Vec<Row>,
+    /// The `PARTITION BY` columns of the input rows.
+    partition_columns: Vec<usize>,
+    partitions: HashTable<Partition>,
+    /// The keys of `partitions` with their hashes, in the order an epoch's
+    /// end visits them: sorted (again, after a key was added). Results thus
+    /// leave partition by partition in key order; where the keys lead the rows
+    /// (`PARTITION BY node` over rows starting with `node`), a sink's
+    /// consolidation of an epoch meets rows already sorted, which its sort
+    /// finishes in one pass.
+    keys: Vec<(Row, u64)>,
     keys_sorted: bool,
 }
 
+/// The hash a row is routed and found by: that of its values in `columns`.
+pub fn partition_hash(row: &Row, columns: &[usize]) -> u64 {
+    struct Columns<'a>(&'a Row, &'a [usize]);
+    impl Hash for Columns<'_> {
+        fn hash<H: Hasher>(&self, state: &mut H) {
+            self.1.iter().for_each(|&column| self.0.get(column).hash(state));
+        }
+    }
+    route_hash(&Columns(row, columns))
+}
+
 struct Partition {
-    /// Rows the watermark has not passed yet, by event time.
-    pending: BTreeMap<(Millis, Row), Diff>,
+    /// The partition's values of the `PARTITION BY` columns, and their [`partition_hash`].
+    key: Row,
+    hash: u64,
+    /// Changes to rows the watermark has not passed yet, in arrival order
+    /// (a few per partition: those of the watermark delay). A plain vector,
+    /// sorted and consolidated when the watermark passes some of them, costs
+    /// less per tick than keeping them in an ordered map.
+    pending: Vec<(Millis, Row, Diff)>,
     released: OverPartition,
 }
 
+impl Partition {
+    /// Whether `row` belongs here: its `columns` hold the key.
+    fn holds(&self, row: &Row, columns: &[usize]) -> bool {
+        self.key.iter().zip(columns).all(|(value, &column)| row.get(column) == value)
+    }
+
+    /// Moves the changes the watermark has passed into the released rows, in
+    /// (event time, row) order, each row's changes summed first.
+    fn release(&mut self, watermark: Millis) {
+        if watermark == Millis::MIN || self.pending.iter().all(|(ts, ..)| *ts > watermark) {
+            return;
+        }
+        self.pending.sort_unstable_by(|(t1, r1, _), (t2, r2, _)| t1.cmp(t2).then_with(|| r1.cmp(r2)));
+        let passed = self.pending.partition_point(|(ts, ..)| *ts <= watermark);
+        let mut changes = self.pending.drain(..passed).peekable();
+        while let Some((ts, row, mut count)) = changes.next() {
+            while let Some((_, _, diff)) = changes.next_if(|(t, r, _)| *t == ts && *r == row) {
+                count += diff;
+            }
+            // A net retraction of a row that never arrived has nothing to retract.
+            self.released.insert(ts, row, count.max(0) as usize);
+        }
+    }
+}
+
 impl Over {
-    /// A core computing `calls` over rows whose event time is at
-    /// `time_column`, accepting changes up to `allowed_lateness` behind the watermark.
-    pub fn new(name: impl Into<String>, calls: Vec<OverCall>, time_column: usize, allowed_lateness: Millis) -> Self {
+    /// A core computing `calls` over rows partitioned by `partition_columns`
+    /// whose event time is at `time_column`, accepting changes up to
+    /// `allowed_lateness` behind the watermark.
+    pub fn new(name: impl Into<String>, calls: Vec<OverCall>, partition_columns: Vec<usize>, time_column: usize, allowed_lateness: Millis) -> Self {
         Over {
             order: EventTimeOrder {
                 origin: name.into(),
@@ -58,7 +107,8 @@ impl Over {
                 allowed_lateness,
             },
             calls,
-            partitions: HashMap::default(),
+            partition_columns,
+            partitions: HashTable::new(),
             keys: Vec::new(),
             keys_sorted: true,
         }
@@ -66,31 +116,37 @@ impl Over {
 
     /// Rows held over all partitions, waiting or released.
     pub fn held_rows(&self) -> usize {
-        self.partitions.values().map(|p| p.released.len() + p.pending.len()).sum()
+        self.partitions.iter().map(|p| p.released.len() + p.pending.len()).sum()
     }
 }
 
 impl TimedCore for Over {
-    type Input = (Row, Row);
+    type Input = (u64, Row);
 
-    fn on_update(&mut self, (key, row): (Row, Row), diff: Diff, context: &mut CoreContext) {
+    fn on_update(&mut self, (hash, row): (u64, Row), diff: Diff, context: &mut CoreContext) {
         let Some(ts) = self.order.admit(&row, context.watermark, context.dead_letters) else {
             return;
         };
-        let partition = match self.partitions.entry(key) {
+        let columns = &self.partition_columns;
+        let partition = match self.partitions.entry(hash, |p| p.holds(&row, columns), |p| p.hash) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
-                self.keys.push(entry.key().clone());
+                let key = row.project(columns);
+                self.keys.push((key.clone(), hash));
                 self.keys_sorted = false;
-                entry.insert(Partition {
-                    pending: BTreeMap::new(),
-                    released: OverPartition::new(&self.calls),
-                })
+                entry
+                    .insert(Partition {
+                        key,
+                        hash,
+                        pending: Vec::new(),
+                        released: OverPartition::new(&self.calls),
+                    })
+                    .into_mut()
             }
         };
         let released = context.watermark != Millis::MIN && ts <= context.watermark;
         if !released {
-            *partition.pending.entry((ts, row)).or_default() += diff;
+            partition.pending.push((ts, row, diff));
         } else if diff > 0 {
             partition.released.insert(ts, row, diff as usize);
         } else {
@@ -105,21 +161,18 @@ impl TimedCore for Over {
             self.keys.sort_unstable();
             self.keys_sorted = true;
         }
-        for key in &self.keys {
-            let partition = self.partitions.get_mut(key).expect("every key has its partition");
-            for ((ts, row), count) in release_passed(&mut partition.pending, watermark) {
-                // A net retraction of a row that never arrived has nothing to retract.
-                partition.released.insert(ts, row, count.max(0) as usize);
-            }
+        for (key, hash) in &self.keys {
+            let partition = self.partitions.find_mut(*hash, |p| p.key == *key).expect("every key has its partition");
+            partition.release(watermark);
             partition.released.recompute(context.output);
             if let Some(stable) = stable {
                 partition.released.trim(stable);
             }
         }
         let held = self.partitions.len();
-        self.partitions.retain(|_, p| !p.released.is_empty() || !p.pending.is_empty());
+        self.partitions.retain(|p| !p.released.is_empty() || !p.pending.is_empty());
         if self.partitions.len() < held {
-            self.keys.retain(|key| self.partitions.contains_key(key));
+            self.keys.retain(|(key, hash)| self.partitions.find(*hash, |p| p.key == *key).is_some());
         }
     }
 }
@@ -132,15 +185,16 @@ mod tests {
 
     const MINUTE: Millis = 60_000;
 
-    fn tick(minute: i64, price: f64) -> (Row, Row) {
-        (
-            Row::new(vec![Datum::string("N")]),
-            Row::new(vec![Datum::float(price), Datum::Timestamp(minute * MINUTE)]),
-        )
+    /// Rows are `(price, ts, node)`, partitioned by node.
+    const NODE: usize = 2;
+
+    fn tick(minute: i64, price: f64) -> (u64, Row) {
+        let row = Row::new(vec![Datum::float(price), Datum::Timestamp(minute * MINUTE), Datum::string("N")]);
+        (partition_hash(&row, &[NODE]), row)
     }
 
     fn core(calls: Vec<OverCall>) -> Over {
-        Over::new("test", calls, 1, 0)
+        Over::new("test", calls, vec![NODE], 1, 0)
     }
 
     /// Feeds one tick per minute, the watermark one minute behind, and

@@ -599,20 +599,24 @@ impl Binder {
 
         let aggregate = match session {
             Some(session) => {
-                // SESSION windows: GROUP BY must be exactly the partition keys plus window_start, window_end.
+                // SESSION windows: GROUP BY must be exactly the partition keys plus
+                // window_start, window_end, and optionally window_time, which then
+                // stays the rows' time attribute (see `Plan::watermark_lag`).
                 let window_start = session.input_width;
                 let window_end = session.input_width + 1;
+                let window_time = session.input_width + 2;
                 let mut partition_positions = Vec::new();
                 let mut has_start_end = (false, false);
                 for (i, key) in key_exprs.iter().enumerate() {
                     match key.as_column() {
                         Some(c) if c == window_start => has_start_end.0 = true,
                         Some(c) if c == window_end => has_start_end.1 = true,
+                        Some(c) if c == window_time => {}
                         Some(c) if session.partition.contains(&c) => partition_positions.push((i, c)),
                         _ => {
                             return Err(SqlError::at(
                                 &keys[i],
-                                "a SESSION window groups only by its PARTITION BY columns, window_start and window_end",
+                                "a SESSION window groups only by its PARTITION BY columns, window_start, window_end and window_time",
                             ));
                         }
                     }
@@ -632,6 +636,8 @@ impl Binder {
                         session.partition.len()
                     } else if c == window_end {
                         session.partition.len() + 1
+                    } else if c == window_time {
+                        session.partition.len() + 2
                     } else {
                         session.partition.iter().position(|p| *p == c).expect("checked")
                     };
