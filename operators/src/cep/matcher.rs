@@ -244,7 +244,7 @@ impl Search {
             match_number,
             names: &recognizer.names,
         };
-        scope.holds(condition).unwrap_or_else(|error| {
+        condition.holds(&scope).unwrap_or_else(|error| {
             failures.push(EvalFailure { row: pos, message: error.0 });
             false
         })
@@ -355,6 +355,13 @@ impl Buffers {
                 .seen
                 .insert((thread.pc, thread.key, slot_sets[thread.slots..thread.slots + width].to_vec()));
         }
+        self.first_visit_without_slots(thread)
+    }
+
+    /// [`Self::first_visit`] for a pattern without nullable loops: one
+    /// stamp per instruction decides, except for a second key there.
+    #[inline]
+    fn first_visit_without_slots(&mut self, thread: &Thread) -> bool {
         let stamp = &mut self.stamps[thread.pc];
         if stamp.0 != self.generation {
             *stamp = (self.generation, thread.key);
@@ -370,8 +377,9 @@ impl Buffers {
     /// `list`, in preference order (depth first, preferred branch first).
     /// `offset` is the row the list waits for, counted from the start row;
     /// `slot_sets` holds the search's slot sets.
+    #[inline]
     fn add(&mut self, recognizer: &MatchRecognizer, list: &mut Vec<Thread>, thread: Thread, offset: usize, slot_sets: &mut Vec<usize>) {
-        let (insts, width) = (&recognizer.program.insts, recognizer.program.slots);
+        let insts = &recognizer.program.insts;
         if self.stamps.len() < insts.len() {
             self.stamps.resize(insts.len(), (0, NONE));
         }
@@ -379,15 +387,23 @@ impl Buffers {
         // marking only those leaves skips the same threads as marking every
         // instruction on the way would (a thread with the same key passed there
         // before and marked every leaf below).
-        if let Some(closures) = &recognizer.program.closures {
-            for &leaf in &closures[thread.pc] {
-                let reached = Thread { pc: leaf as usize, ..thread };
-                if self.first_visit(&reached, slot_sets, width) {
-                    list.push(reached);
+        match &recognizer.program.closures {
+            Some(closures) => {
+                for &leaf in &closures[thread.pc] {
+                    let reached = Thread { pc: leaf as usize, ..thread };
+                    if self.first_visit_without_slots(&reached) {
+                        list.push(reached);
+                    }
                 }
             }
-            return;
+            None => self.add_by_walking(recognizer, list, thread, offset, slot_sets),
         }
+    }
+
+    /// [`Self::add`] for programs without a closure table: walks the
+    /// instructions from `thread`, updating slots on the way.
+    fn add_by_walking(&mut self, recognizer: &MatchRecognizer, list: &mut Vec<Thread>, thread: Thread, offset: usize, slot_sets: &mut Vec<usize>) {
+        let (insts, width) = (&recognizer.program.insts, recognizer.program.slots);
         self.stack.push(thread);
         while let Some(mut thread) = self.stack.pop() {
             if !self.first_visit(&thread, slot_sets, width) {
@@ -445,7 +461,7 @@ fn in_window(window: Option<(Within, Option<Millis>)>, row: &Row) -> bool {
 /// What a `DEFINE` condition sees of a thread's past: the row being
 /// classified, mapped to `var`, and the rows in the thread's merge key, which
 /// include every row of every variable a condition reads.
-struct KeyLabels<'a> {
+pub(super) struct KeyLabels<'a> {
     nodes: &'a [KeyNode],
     key: usize,
     start: usize,

@@ -45,9 +45,10 @@ pub struct Walk {
 #[derive(Clone, Debug)]
 struct Step {
     number: u64,
-    /// `None` once the search has finished. Boxed: steps move between the
-    /// walk's deques at every call, and a search is large.
-    search: Option<Box<Search>>,
+    /// `None` once the search has finished. Held inline, not boxed: a
+    /// partition's open searches then lie in one block that an epoch reads
+    /// in order, and moving a step between the walk's deques is one copy.
+    search: Option<Search>,
     start: usize,
     /// The search's (provisional while it is open) match, with its measures.
     found: Option<Match>,
@@ -148,7 +149,7 @@ impl MatchRecognizer {
                 Some(step) => step,
                 None => Step {
                     number,
-                    search: Some(Box::new(Search::new(self, rows, start, buffers))),
+                    search: Some(Search::new(self, rows, start, buffers)),
                     start,
                     found: None,
                 },
