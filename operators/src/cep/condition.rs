@@ -8,12 +8,15 @@
 //! mapped to `A` in the thread's key, a literal is a constant. A [`Condition`]
 //! makes those decisions once and keeps one closure per node.
 //!
-//! Literals, binary operators and `LAST(.., 0)` navigations without a
-//! physical offset (`var.column`, `column`) get their own closures; every
-//! other node (aggregates, `PREV`/`NEXT`, `FIRST`, `CASE`, calls …) is
-//! evaluated by [`Scope::eval`] on its subtree, so the compiled and the
-//! interpreted form share the semantics of everything but those three.
+//! Binary operators get their own closures, and their operands are read in
+//! place where they are literals or `LAST(.., 0)` navigations without a
+//! physical offset (`var.column`, `column`), so a comparison of two prices
+//! copies no value. Every other node (aggregates, `PREV`/`NEXT`, `FIRST`,
+//! `CASE`, calls …) is evaluated by [`Scope::eval`] on its subtree, so the
+//! compiled and the interpreted form share the semantics of everything but
+//! those three.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use carbonflow_core::{Datum, scalar};
@@ -68,49 +71,80 @@ fn node(eval: impl for<'s, 'r, 'k> Fn(&'s Scope<'r, KeyLabels<'k>>) -> Result<Da
     Box::new(eval)
 }
 
+/// A column or a constant is read in place; anything else is computed.
+enum Operand {
+    Literal(Datum),
+    /// A column of the row being classified.
+    Current(usize),
+    /// A column of the latest row mapped to the variable (NULL without one).
+    Latest(VarId, usize),
+    Computed(Eval),
+}
+
+/// NULL, for a navigation that leads nowhere.
+static NULL: Datum = Datum::Null;
+
+impl Operand {
+    /// `expr` inside the condition of `own`.
+    fn new(expr: &MatchExpr, own: VarId) -> Operand {
+        Operand::in_place(expr, own).unwrap_or_else(|| Operand::Computed(compile(expr, own)))
+    }
+
+    /// `expr` inside the condition of `own`, if it can be read in place.
+    fn in_place(expr: &MatchExpr, own: VarId) -> Option<Operand> {
+        Some(match expr {
+            MatchExpr::Literal(value) => Operand::Literal(value.clone()),
+            &MatchExpr::Column(Navigation {
+                var,
+                column,
+                logical: Logical::Last(0),
+                physical: 0,
+                semantics: Semantics::Running,
+            }) => match var {
+                // The row being classified is mapped to `own`, and without a
+                // physical offset the read cannot leave the partition.
+                None => Operand::Current(column),
+                Some(var) if var == own => Operand::Current(column),
+                Some(var) => Operand::Latest(var, column),
+            },
+            _ => return None,
+        })
+    }
+
+    fn value<'a>(&'a self, scope: &'a Scope<'_, KeyLabels<'_>>) -> Result<Cow<'a, Datum>, EvalError> {
+        Ok(match self {
+            Operand::Literal(value) => Cow::Borrowed(value),
+            Operand::Current(column) => Cow::Borrowed(scope.rows[scope.current].get(*column)),
+            Operand::Latest(var, column) => Cow::Borrowed(scope.labels.latest(*var, scope.current).map_or(&NULL, |row| scope.rows[row].get(*column))),
+            Operand::Computed(eval) => Cow::Owned(eval(scope)?),
+        })
+    }
+}
+
 /// `expr` inside the condition of `own`.
 fn compile(expr: &MatchExpr, own: VarId) -> Eval {
     match expr {
-        MatchExpr::Literal(value) => {
-            let value = value.clone();
-            node(move |_| Ok(value.clone()))
-        }
-        &MatchExpr::Column(Navigation {
-            var,
-            column,
-            logical: Logical::Last(0),
-            physical: 0,
-            semantics: Semantics::Running,
-        }) => match var {
-            // The row being classified: it is mapped to `own`, and no physical
-            // offset can take the read out of the partition.
-            None => node(move |scope| Ok(scope.rows[scope.current].get(column).clone())),
-            Some(var) if var == own => node(move |scope| Ok(scope.rows[scope.current].get(column).clone())),
-            Some(var) => node(move |scope| {
-                Ok(scope
-                    .labels
-                    .latest(var, scope.current)
-                    .map_or(Datum::Null, |row| scope.rows[row].get(column).clone()))
-            }),
-        },
         MatchExpr::Binary { op, left, right } => {
-            let (op, left, right) = (*op, compile(left, own), compile(right, own));
+            let (op, left, right) = (*op, Operand::new(left, own), Operand::new(right, own));
             node(move |scope| {
-                let left = left(scope)?;
+                let left = left.value(scope)?;
                 // FALSE AND x is FALSE and TRUE OR x is TRUE whatever x is: skip evaluating it.
-                if let (BinaryOp::And, Datum::Bool(false)) | (BinaryOp::Or, Datum::Bool(true)) = (op, &left) {
-                    return Ok(left);
+                if let (BinaryOp::And, Datum::Bool(false)) | (BinaryOp::Or, Datum::Bool(true)) = (op, &*left) {
+                    return Ok(left.into_owned());
                 }
-                let right = right(scope)?;
+                let right = right.value(scope)?;
                 match float_binary(op, &left, &right) {
                     Some(value) => Ok(value),
-                    None => scalar::binary(op, left, right),
+                    None => scalar::binary(op, left.into_owned(), right.into_owned()),
                 }
             })
         }
-        other => {
-            let other = other.clone();
-            node(move |scope| scope.eval(&other))
-        }
+        other => match Operand::in_place(other, own) {
+            Some(operand) => node(move |scope| operand.value(scope).map(Cow::into_owned)),
+            None => {
+                let other = other.clone();
+                node(move |scope| scope.eval(&other))
+            }
+        },
     }
 }
