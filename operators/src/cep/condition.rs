@@ -1,4 +1,4 @@
-//! `DEFINE` conditions compiled into closures, which the matcher calls for
+//! `DEFINE` conditions compiled for the matcher, which evaluates them for
 //! every thread at every row it examines.
 //!
 //! [`Scope::eval`] walks a [`MatchExpr`] tree and decides at every node what
@@ -6,20 +6,24 @@
 //! of that is known when the recognizer is built: `C.price` in `C`'s own
 //! condition is always the row being classified, `A.price` is the latest row
 //! mapped to `A` in the thread's key, a literal is a constant. A [`Condition`]
-//! makes those decisions once and keeps one closure per node.
+//! makes those decisions once, in two forms:
 //!
-//! Binary operators get their own closures, and their operands are read in
-//! place where they are literals or `LAST(.., 0)` navigations without a
-//! physical offset (`var.column`, `column`), so a comparison of two prices
-//! copies no value. Every other node (aggregates, `PREV`/`NEXT`, `FIRST`,
-//! `CASE`, calls …) is evaluated by [`Scope::eval`] on its subtree, so the
-//! compiled and the interpreted form share the semantics of everything but
-//! those three.
+//! * **The general form** keeps one closure per node for literals, binary
+//!   operators and `LAST(.., 0)` navigations without a physical offset
+//!   (`var.column`, `column`); every other node (aggregates, `PREV`/`NEXT`,
+//!   `FIRST`, `CASE`, calls …) is evaluated by [`Scope::eval`] on its
+//!   subtree, so the two share the semantics of everything else.
+//! * **The float form**, for conditions that compare float arithmetic over
+//!   such navigations and literals, joined by `AND` / `OR` (prices:
+//!   `C.price > 1.5 * A.price`), computes on [`F64`] without building a [`Datum`]. It
+//!   gives up (`None`) as soon as a value is not a float (NULL, an integer, a
+//!   missing row), and the general form decides instead. Where it does
+//!   decide it computes what `float_binary` computes, and float arithmetic
+//!   cannot fail, so both forms agree on every row.
 
-use std::borrow::Cow;
 use std::fmt;
 
-use carbonflow_core::{Datum, scalar};
+use carbonflow_core::{Datum, F64, scalar};
 
 use super::expr::{BinaryOp, EvalError, Labels, Logical, MatchExpr, Navigation, Scope, Semantics, float_binary};
 use super::matcher::KeyLabels;
@@ -30,7 +34,8 @@ type Eval = Box<dyn for<'s, 'r, 'k> Fn(&'s Scope<'r, KeyLabels<'k>>) -> Result<D
 
 /// The `DEFINE` condition of one variable, compiled. See the module documentation.
 pub(super) struct Condition {
-    eval: Eval,
+    general: Eval,
+    float: Option<FloatTest>,
     /// The condition as written, for `Debug` and to compile copies.
     source: MatchExpr,
     var: VarId,
@@ -40,7 +45,8 @@ impl Condition {
     /// Compiles `source`, the condition of `var`.
     pub(super) fn new(source: MatchExpr, var: VarId) -> Condition {
         Condition {
-            eval: compile(&source, var),
+            general: compile(&source, var),
+            float: FloatTest::new(&source, var),
             source,
             var,
         }
@@ -49,7 +55,10 @@ impl Condition {
     /// Whether the condition is TRUE (not FALSE, not NULL) in `scope`,
     /// exactly as [`Scope::holds`] decides it.
     pub(super) fn holds(&self, scope: &Scope<'_, KeyLabels<'_>>) -> Result<bool, EvalError> {
-        Ok(matches!((self.eval)(scope)?, Datum::Bool(true)))
+        if let Some(decided) = self.float.as_ref().and_then(|test| test.eval(scope)) {
+            return Ok(decided);
+        }
+        Ok(matches!((self.general)(scope)?, Datum::Bool(true)))
     }
 }
 
@@ -65,86 +74,182 @@ impl fmt::Debug for Condition {
     }
 }
 
+/// A column read in place: of the row being classified, or of the latest
+/// row mapped to another variable.
+#[derive(Clone, Copy, Debug)]
+enum Read {
+    Current(usize),
+    Latest(VarId, usize),
+}
+
+/// NULL, for a navigation that leads nowhere.
+static NULL: Datum = Datum::Null;
+
+impl Read {
+    /// `expr` inside the condition of `own`, if it is a `LAST(.., 0)`
+    /// navigation without a physical offset.
+    fn new(expr: &MatchExpr, own: VarId) -> Option<Read> {
+        let &MatchExpr::Column(Navigation {
+            var,
+            column,
+            logical: Logical::Last(0),
+            physical: 0,
+            semantics: Semantics::Running,
+        }) = expr
+        else {
+            return None;
+        };
+        Some(match var {
+            // The row being classified is mapped to `own`, and without a
+            // physical offset the read cannot leave the partition.
+            None => Read::Current(column),
+            Some(var) if var == own => Read::Current(column),
+            Some(var) => Read::Latest(var, column),
+        })
+    }
+
+    fn datum<'a>(self, scope: &'a Scope<'_, KeyLabels<'_>>) -> &'a Datum {
+        match self {
+            Read::Current(column) => scope.rows[scope.current].get(column),
+            Read::Latest(var, column) => scope.labels.latest(var, scope.current).map_or(&NULL, |row| scope.rows[row].get(column)),
+        }
+    }
+}
+
 /// Gives a closure the signature of [`Eval`] (closures passed to a function
 /// with a higher-ranked bound get their signature from it).
 fn node(eval: impl for<'s, 'r, 'k> Fn(&'s Scope<'r, KeyLabels<'k>>) -> Result<Datum, EvalError> + Send + Sync + 'static) -> Eval {
     Box::new(eval)
 }
 
-/// A column or a constant is read in place; anything else is computed.
-enum Operand {
-    Literal(Datum),
-    /// A column of the row being classified.
-    Current(usize),
-    /// A column of the latest row mapped to the variable (NULL without one).
-    Latest(VarId, usize),
-    Computed(Eval),
+/// The general form of `expr` inside the condition of `own`.
+fn compile(expr: &MatchExpr, own: VarId) -> Eval {
+    if let Some(read) = Read::new(expr, own) {
+        return node(move |scope| Ok(read.datum(scope).clone()));
+    }
+    match expr {
+        MatchExpr::Literal(value) => {
+            let value = value.clone();
+            node(move |_| Ok(value.clone()))
+        }
+        MatchExpr::Binary { op, left, right } => {
+            let (op, left, right) = (*op, compile(left, own), compile(right, own));
+            node(move |scope| {
+                let left = left(scope)?;
+                // FALSE AND x is FALSE and TRUE OR x is TRUE whatever x is: skip evaluating it.
+                if let (BinaryOp::And, Datum::Bool(false)) | (BinaryOp::Or, Datum::Bool(true)) = (op, &left) {
+                    return Ok(left);
+                }
+                let right = right(scope)?;
+                match float_binary(op, &left, &right) {
+                    Some(value) => Ok(value),
+                    None => scalar::binary(op, left, right),
+                }
+            })
+        }
+        other => {
+            let other = other.clone();
+            node(move |scope| scope.eval(&other))
+        }
+    }
 }
 
-/// NULL, for a navigation that leads nowhere.
-static NULL: Datum = Datum::Null;
+/// The float form of a condition: comparisons of [`FloatValue`]s joined by `AND` / `OR`.
+#[derive(Debug)]
+enum FloatTest {
+    Compare(BinaryOp, FloatValue, FloatValue),
+    And(Box<FloatTest>, Box<FloatTest>),
+    Or(Box<FloatTest>, Box<FloatTest>),
+}
 
-impl Operand {
-    /// `expr` inside the condition of `own`.
-    fn new(expr: &MatchExpr, own: VarId) -> Operand {
-        Operand::in_place(expr, own).unwrap_or_else(|| Operand::Computed(compile(expr, own)))
-    }
-
-    /// `expr` inside the condition of `own`, if it can be read in place.
-    fn in_place(expr: &MatchExpr, own: VarId) -> Option<Operand> {
-        Some(match expr {
-            MatchExpr::Literal(value) => Operand::Literal(value.clone()),
-            &MatchExpr::Column(Navigation {
-                var,
-                column,
-                logical: Logical::Last(0),
-                physical: 0,
-                semantics: Semantics::Running,
-            }) => match var {
-                // The row being classified is mapped to `own`, and without a
-                // physical offset the read cannot leave the partition.
-                None => Operand::Current(column),
-                Some(var) if var == own => Operand::Current(column),
-                Some(var) => Operand::Latest(var, column),
-            },
+impl FloatTest {
+    fn new(expr: &MatchExpr, own: VarId) -> Option<FloatTest> {
+        let MatchExpr::Binary { op, left, right } = expr else {
+            return None;
+        };
+        Some(match op {
+            BinaryOp::Eq | BinaryOp::NotEq | BinaryOp::Lt | BinaryOp::LtEq | BinaryOp::Gt | BinaryOp::GtEq => {
+                FloatTest::Compare(*op, FloatValue::new(left, own)?, FloatValue::new(right, own)?)
+            }
+            BinaryOp::And => FloatTest::And(Box::new(FloatTest::new(left, own)?), Box::new(FloatTest::new(right, own)?)),
+            BinaryOp::Or => FloatTest::Or(Box::new(FloatTest::new(left, own)?), Box::new(FloatTest::new(right, own)?)),
             _ => return None,
         })
     }
 
-    fn value<'a>(&'a self, scope: &'a Scope<'_, KeyLabels<'_>>) -> Result<Cow<'a, Datum>, EvalError> {
-        Ok(match self {
-            Operand::Literal(value) => Cow::Borrowed(value),
-            Operand::Current(column) => Cow::Borrowed(scope.rows[scope.current].get(*column)),
-            Operand::Latest(var, column) => Cow::Borrowed(scope.labels.latest(*var, scope.current).map_or(&NULL, |row| scope.rows[row].get(*column))),
-            Operand::Computed(eval) => Cow::Owned(eval(scope)?),
-        })
+    /// The truth of the test, or `None` where a value is not a float.
+    /// `AND` / `OR` decide by their left side first, as the general form
+    /// does, so a right side it would not evaluate cannot make this give up.
+    fn eval(&self, scope: &Scope<'_, KeyLabels<'_>>) -> Option<bool> {
+        match self {
+            FloatTest::Compare(op, left, right) => {
+                let ordering = left.eval(scope)?.cmp(&right.eval(scope)?);
+                Some(match op {
+                    BinaryOp::Eq => ordering.is_eq(),
+                    BinaryOp::NotEq => ordering.is_ne(),
+                    BinaryOp::Lt => ordering.is_lt(),
+                    BinaryOp::LtEq => ordering.is_le(),
+                    BinaryOp::Gt => ordering.is_gt(),
+                    _ => ordering.is_ge(),
+                })
+            }
+            FloatTest::And(left, right) => match left.eval(scope)? {
+                false => Some(false),
+                true => right.eval(scope),
+            },
+            FloatTest::Or(left, right) => match left.eval(scope)? {
+                true => Some(true),
+                false => right.eval(scope),
+            },
+        }
     }
 }
 
-/// `expr` inside the condition of `own`.
-fn compile(expr: &MatchExpr, own: VarId) -> Eval {
-    match expr {
-        MatchExpr::Binary { op, left, right } => {
-            let (op, left, right) = (*op, Operand::new(left, own), Operand::new(right, own));
-            node(move |scope| {
-                let left = left.value(scope)?;
-                // FALSE AND x is FALSE and TRUE OR x is TRUE whatever x is: skip evaluating it.
-                if let (BinaryOp::And, Datum::Bool(false)) | (BinaryOp::Or, Datum::Bool(true)) = (op, &*left) {
-                    return Ok(left.into_owned());
-                }
-                let right = right.value(scope)?;
-                match float_binary(op, &left, &right) {
-                    Some(value) => Ok(value),
-                    None => scalar::binary(op, left.into_owned(), right.into_owned()),
-                }
-            })
+/// Float arithmetic over literals and in-place reads.
+#[derive(Debug)]
+enum FloatValue {
+    Literal(F64),
+    Read(Read),
+    Arithmetic(BinaryOp, Box<FloatValue>, Box<FloatValue>),
+}
+
+impl FloatValue {
+    fn new(expr: &MatchExpr, own: VarId) -> Option<FloatValue> {
+        if let Some(read) = Read::new(expr, own) {
+            return Some(FloatValue::Read(read));
         }
-        other => match Operand::in_place(other, own) {
-            Some(operand) => node(move |scope| operand.value(scope).map(Cow::into_owned)),
-            None => {
-                let other = other.clone();
-                node(move |scope| scope.eval(&other))
+        Some(match expr {
+            MatchExpr::Literal(Datum::Float(value)) => FloatValue::Literal(*value),
+            MatchExpr::Binary { op, left, right }
+                if matches!(
+                    op,
+                    BinaryOp::Add | BinaryOp::Subtract | BinaryOp::Multiply | BinaryOp::Divide | BinaryOp::Modulo
+                ) =>
+            {
+                FloatValue::Arithmetic(*op, Box::new(FloatValue::new(left, own)?), Box::new(FloatValue::new(right, own)?))
             }
-        },
+            _ => return None,
+        })
+    }
+
+    /// The value, or `None` where a read is not a float.
+    fn eval(&self, scope: &Scope<'_, KeyLabels<'_>>) -> Option<F64> {
+        match self {
+            FloatValue::Literal(value) => Some(*value),
+            FloatValue::Read(read) => match read.datum(scope) {
+                Datum::Float(value) => Some(*value),
+                _ => None,
+            },
+            FloatValue::Arithmetic(op, left, right) => {
+                let (left, right) = (left.eval(scope)?.get(), right.eval(scope)?.get());
+                Some(F64::new(match op {
+                    BinaryOp::Add => left + right,
+                    BinaryOp::Subtract => left - right,
+                    BinaryOp::Multiply => left * right,
+                    BinaryOp::Divide => left / right,
+                    _ => left % right,
+                }))
+            }
+        }
     }
 }
