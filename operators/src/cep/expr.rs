@@ -471,7 +471,7 @@ impl<L: Labels> Scope<'_, L> {
 /// the total order of [`Datum`]), without its general dispatch: prices are
 /// floats, and conditions compare and scale them on every row.
 #[inline]
-fn float_binary(op: BinaryOp, left: &Datum, right: &Datum) -> Option<Datum> {
+pub(super) fn float_binary(op: BinaryOp, left: &Datum, right: &Datum) -> Option<Datum> {
     let (Datum::Float(l), Datum::Float(r)) = (left, right) else {
         return None;
     };

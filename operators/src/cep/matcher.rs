@@ -6,11 +6,12 @@
 //! latter case it keeps its threads and [`Search::run`] resumes it when more
 //! rows have been appended, so a stream of rows costs each search only the
 //! rows it examines, once. A thread records its path (every row's variable)
-//! as a node in an arena of the search, so forking is copying an index; its
-//! merge key is a node in a second arena that holds only the rows whose
-//! variables conditions read. Everything a search holds counts rows from its
-//! start row, so dropping rows in front of it only moves its start
-//! ([`Search::shift`]).
+//! as a node in a list of path nodes, so forking is copying an index; its
+//! merge key is a node in a list of key nodes that holds only the rows whose
+//! variables conditions read. The thread lists and both node lists are
+//! shared by all searches of a walk ([`Arena`]). Everything a search holds
+//! counts rows from its start row, so dropping rows in front of it only
+//! moves its start ([`Search::shift`]).
 //!
 //! Merge keys are canonical: a key node is `(variable, row, parent key)`, and
 //! every node for a row is made while the threads step over that row, so one
@@ -20,7 +21,7 @@
 //! instruction, or when the pattern has nullable loops (their iteration
 //! slots join the key).
 
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Range};
 
 use carbonflow_core::{Millis, Row};
 use foldhash::{HashMap, HashSet};
@@ -49,14 +50,14 @@ struct Thread {
     slots: usize,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 struct PathNode {
     var: VarId,
     parent: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
-struct KeyNode {
+pub(super) struct KeyNode {
     var: VarId,
     /// The row, counted from the search's start row.
     offset: usize,
@@ -64,6 +65,7 @@ struct KeyNode {
 }
 
 /// The search for the preferred match at one start row, resumable where the rows ran out.
+/// Its threads, paths and keys live in the [`Arena`] of its walk.
 #[derive(Clone, Debug)]
 pub(super) struct Search {
     start: usize,
@@ -71,43 +73,28 @@ pub(super) struct Search {
     window: Option<(Within, Option<Millis>)>,
     /// The row the threads wait for, counted from the start row.
     offset: usize,
-    /// The live threads in preference order; only `Var` threads once `run` returns.
-    threads: Vec<Thread>,
+    /// The live threads in preference order, in `Arena::threads`; only `Var`
+    /// threads once `run` returns.
+    threads: Range<usize>,
     /// The most preferred complete match so far: its path and length.
     best: Option<(usize, usize)>,
-    paths: Vec<PathNode>,
-    keys: Vec<KeyNode>,
-    /// The slot sets of the threads, `program.slots` entries each.
+    /// The slot sets of the threads, `program.slots` entries each (empty
+    /// when the pattern has no nullable loops).
     slot_sets: Vec<usize>,
 }
 
 impl Search {
     /// A search at `start`, before it examined any row.
-    pub(super) fn new(recognizer: &MatchRecognizer, rows: &[Row], start: usize, buffers: &mut Buffers) -> Search {
+    pub(super) fn new(recognizer: &MatchRecognizer, rows: &[Row], start: usize, arena: &mut Arena, buffers: &mut Buffers) -> Search {
         let window = recognizer
             .within
             .map(|within| (within, rows.get(start).and_then(|row| event_time(row, within.time_column))));
-        let SearchVecs {
-            threads,
-            paths,
-            keys,
-            mut slot_sets,
-        } = buffers.spare_searches.pop().unwrap_or_default();
+        let mut slot_sets = Vec::new();
         let slots = if recognizer.program.slots > 0 {
             slot_sets.resize(recognizer.program.slots, NONE);
             0
         } else {
             NONE
-        };
-        let mut search = Search {
-            start,
-            window,
-            offset: 0,
-            threads,
-            best: None,
-            paths,
-            keys,
-            slot_sets,
         };
         buffers.new_list();
         let initial = Thread {
@@ -116,32 +103,19 @@ impl Search {
             key: NONE,
             slots,
         };
-        let mut threads = std::mem::take(&mut search.threads);
-        buffers.add(recognizer, &mut threads, initial, 0, &mut search.slot_sets);
-        search.threads = threads;
-        search
-    }
-
-    /// Gives the search's buffers to a later search.
-    pub(super) fn recycle(self, buffers: &mut Buffers) {
-        let Search {
-            mut threads,
-            mut paths,
-            mut keys,
-            mut slot_sets,
-            ..
-        } = self;
-        if buffers.spare_searches.len() < SPARE_SEARCHES {
-            threads.clear();
-            paths.clear();
-            keys.clear();
-            slot_sets.clear();
-            buffers.spare_searches.push(SearchVecs {
-                threads,
-                paths,
-                keys,
-                slot_sets,
-            });
+        let mut list = std::mem::take(&mut buffers.list);
+        list.clear();
+        buffers.add(recognizer, &mut list, initial, 0, &mut slot_sets);
+        let first = arena.threads.len();
+        arena.threads.extend_from_slice(&list);
+        buffers.list = list;
+        Search {
+            start,
+            window,
+            offset: 0,
+            threads: first..arena.threads.len(),
+            best: None,
+            slot_sets,
         }
     }
 
@@ -162,26 +136,37 @@ impl Search {
     }
 
     /// Steps the threads over the rows from where they wait to the end of
-    /// `rows`, whose earlier rows must be the ones already examined.
-    pub(super) fn run(&mut self, recognizer: &MatchRecognizer, rows: &[Row], match_number: u64, buffers: &mut Buffers, failures: &mut Vec<EvalFailure>) {
+    /// `rows`, whose earlier rows must be the ones already examined. The
+    /// threads left move to the arena's lists of this pass.
+    pub(super) fn run(
+        &mut self,
+        recognizer: &MatchRecognizer,
+        rows: &[Row],
+        match_number: u64,
+        arena: &mut Arena,
+        buffers: &mut Buffers,
+        failures: &mut Vec<EvalFailure>,
+    ) {
         let insts = &recognizer.program.insts;
+        let mut threads = std::mem::take(&mut buffers.threads);
+        threads.clear();
+        threads.extend_from_slice(&arena.threads[self.threads.clone()]);
         let mut next = std::mem::take(&mut buffers.list);
-        while !self.threads.is_empty() {
+        while !threads.is_empty() {
             let pos = self.start + self.offset;
             if pos >= rows.len() {
                 // Out of rows: an accepting thread is decided (only more
                 // preferred threads, which wait for rows, can still beat it).
-                if let Some(accepting) = self.threads.iter().position(|thread| insts[thread.pc] == Inst::Accept) {
-                    self.best = Some((self.threads[accepting].path, self.offset));
-                    self.threads.truncate(accepting);
+                if let Some(accepting) = threads.iter().position(|thread| insts[thread.pc] == Inst::Accept) {
+                    self.best = Some((threads[accepting].path, self.offset));
+                    threads.truncate(accepting);
                 }
                 break;
             }
             next.clear();
             buffers.new_list();
             let consumable = in_window(self.window, &rows[pos]);
-            let current = std::mem::take(&mut self.threads);
-            for thread in &current {
+            for thread in &threads {
                 match insts[thread.pc] {
                     // Everything behind an accepting thread is less preferred.
                     Inst::Accept => {
@@ -189,23 +174,27 @@ impl Search {
                         break;
                     }
                     Inst::Var(var) => {
-                        if consumable && self.holds(recognizer, rows, var, thread, match_number, failures) {
-                            let advanced = self.advance(recognizer, thread, var, buffers);
+                        if consumable && self.holds(recognizer, rows, &arena.keys, var, thread, match_number, failures) {
+                            let advanced = self.advance(recognizer, arena, thread, var, buffers);
                             buffers.add(recognizer, &mut next, advanced, self.offset + 1, &mut self.slot_sets);
                         }
                     }
                     _ => unreachable!("thread lists hold only Var and Accept threads"),
                 }
             }
-            self.threads = std::mem::replace(&mut next, current);
+            std::mem::swap(&mut threads, &mut next);
             self.offset += 1;
         }
+        let first = arena.next_threads.len();
+        arena.next_threads.extend_from_slice(&threads);
+        self.threads = first..arena.next_threads.len();
+        buffers.threads = threads;
         buffers.list = next;
     }
 
     /// Ends the search as if the partition ended here.
     pub(super) fn finish(&mut self) {
-        self.threads.clear();
+        self.threads = 0..0;
     }
 
     /// Ends the search if no row at or after event time `horizon + WITHIN`
@@ -223,8 +212,19 @@ impl Search {
         self.start -= cut;
     }
 
-    /// Whether `var`'s condition is TRUE for the row the threads wait for after the thread's path.
-    fn holds(&self, recognizer: &MatchRecognizer, rows: &[Row], var: VarId, thread: &Thread, match_number: u64, failures: &mut Vec<EvalFailure>) -> bool {
+    /// Whether `var`'s condition is TRUE for the row the threads wait for
+    /// after the thread's path, whose key nodes are in `keys`.
+    #[allow(clippy::too_many_arguments)] // the scope of one condition, spread over the search, the thread and the arena
+    fn holds(
+        &self,
+        recognizer: &MatchRecognizer,
+        rows: &[Row],
+        keys: &[KeyNode],
+        var: VarId,
+        thread: &Thread,
+        match_number: u64,
+        failures: &mut Vec<EvalFailure>,
+    ) -> bool {
         let Some(condition) = &recognizer.conditions[var.index()] else {
             return true;
         };
@@ -235,7 +235,7 @@ impl Search {
             current: pos,
             last: pos,
             labels: KeyLabels {
-                nodes: &self.keys,
+                nodes: keys,
                 key: thread.key,
                 start: self.start,
                 current: pos,
@@ -244,17 +244,17 @@ impl Search {
             match_number,
             names: &recognizer.names,
         };
-        scope.holds(condition).unwrap_or_else(|error| {
+        condition.holds(&scope).unwrap_or_else(|error| {
             failures.push(EvalFailure { row: pos, message: error.0 });
             false
         })
     }
 
     /// The thread after mapping the row the threads wait for to `var`.
-    fn advance(&mut self, recognizer: &MatchRecognizer, thread: &Thread, var: VarId, buffers: &mut Buffers) -> Thread {
-        self.paths.push(PathNode { var, parent: thread.path });
+    fn advance(&self, recognizer: &MatchRecognizer, arena: &mut Arena, thread: &Thread, var: VarId, buffers: &mut Buffers) -> Thread {
+        arena.paths.push(PathNode { var, parent: thread.path });
         let key = if recognizer.history[var.index()] {
-            let (keys, offset) = (&mut self.keys, self.offset);
+            let (keys, offset) = (&mut arena.keys, self.offset);
             buffers.intern(var, thread.key, || {
                 keys.push(KeyNode {
                     var,
@@ -268,10 +268,93 @@ impl Search {
         };
         Thread {
             pc: thread.pc + 1,
-            path: self.paths.len() - 1,
+            path: arena.paths.len() - 1,
             key,
             slots: thread.slots,
         }
+    }
+}
+
+/// The threads, paths and merge keys of the searches of one walk, in
+/// vectors they share: stepping a partition's searches then reads a few
+/// contiguous blocks instead of several blocks per search, which is what
+/// bounds an epoch that gives every partition a few rows.
+///
+/// Thread lists are rewritten by every pass over the walk
+/// ([`MatchRecognizer::advance`]): a search reads its list from `threads`
+/// and appends what is left to `next_threads`, and [`Arena::end_pass`]
+/// swaps the two. Path and key nodes only grow; [`Arena::collect`] drops
+/// the ones no live thread or best match reaches.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Arena {
+    /// The thread lists as the last pass left them, then the initial lists
+    /// of the searches started in this pass; each search owns a range.
+    threads: Vec<Thread>,
+    /// The thread lists written in this pass.
+    next_threads: Vec<Thread>,
+    paths: Vec<PathNode>,
+    keys: Vec<KeyNode>,
+    /// Path and key nodes the last collection kept.
+    kept: usize,
+}
+
+/// Nodes the arena may hold beyond twice what its last collection kept.
+const COLLECTION_SLACK: usize = 64;
+
+/// A node marked as reached, before [`renumber`] gives it its new index.
+const REACHED: usize = usize::MAX - 1;
+
+impl Arena {
+    /// Ends a pass over the walk: the lists written in it become the searches' lists.
+    pub(super) fn end_pass(&mut self) {
+        std::mem::swap(&mut self.threads, &mut self.next_threads);
+        self.next_threads.clear();
+    }
+
+    /// Forgets every node and list: no search refers to the arena any more.
+    pub(super) fn clear(&mut self) {
+        self.threads.clear();
+        self.next_threads.clear();
+        self.paths.clear();
+        self.keys.clear();
+        self.kept = 0;
+    }
+
+    /// Whether the nodes have grown enough since the last collection to collect them.
+    pub(super) fn wants_collection(&self) -> bool {
+        self.paths.len() + self.keys.len() >= 2 * self.kept + COLLECTION_SLACK
+    }
+
+    /// Keeps only the nodes that the threads and best matches of `searches`
+    /// (every search whose lists are the arena's current ones) reach,
+    /// renumbered in their order, so parents stay in front of children.
+    pub(super) fn collect(&mut self, searches: &mut [&mut Search], buffers: &mut Buffers) {
+        let marks = &mut buffers.marks;
+        marks.clear();
+        marks.resize(self.paths.len() + self.keys.len(), NONE);
+        let (path_marks, key_marks) = marks.split_at_mut(self.paths.len());
+        for search in searches.iter() {
+            for thread in &self.threads[search.threads.clone()] {
+                mark(&self.paths, path_marks, thread.path);
+                mark(&self.keys, key_marks, thread.key);
+            }
+            if let Some((path, _)) = search.best {
+                mark(&self.paths, path_marks, path);
+            }
+        }
+        renumber(&mut self.paths, path_marks);
+        renumber(&mut self.keys, key_marks);
+        let new_index = |marks: &[usize], node: usize| if node == NONE { NONE } else { marks[node] };
+        for search in searches.iter_mut() {
+            for thread in &mut self.threads[search.threads.clone()] {
+                thread.path = new_index(path_marks, thread.path);
+                thread.key = new_index(key_marks, thread.key);
+            }
+            if let Some((path, _)) = &mut search.best {
+                *path = new_index(path_marks, *path);
+            }
+        }
+        self.kept = self.paths.len() + self.keys.len();
     }
 
     /// The variables of the `len` rows on the path ending at `path`, in row order.
@@ -288,27 +371,69 @@ impl Search {
     }
 }
 
-/// The growable parts of a finished search, kept for the next one.
-#[derive(Debug, Default)]
-struct SearchVecs {
-    threads: Vec<Thread>,
-    paths: Vec<PathNode>,
-    keys: Vec<KeyNode>,
-    slot_sets: Vec<usize>,
+/// A path or key node: a link to the node before it.
+trait Linked: Copy {
+    fn parent(&self) -> usize;
+    fn set_parent(&mut self, parent: usize);
 }
 
-/// How many finished searches' buffers [`Buffers`] keeps.
-const SPARE_SEARCHES: usize = 64;
+impl Linked for PathNode {
+    fn parent(&self) -> usize {
+        self.parent
+    }
 
-/// Buffers every search of a recognizer reuses: while it builds thread
-/// lists, and the vectors of finished searches for new ones, which saves
-/// growing them from nothing at every start row.
+    fn set_parent(&mut self, parent: usize) {
+        self.parent = parent;
+    }
+}
+
+impl Linked for KeyNode {
+    fn parent(&self) -> usize {
+        self.parent
+    }
+
+    fn set_parent(&mut self, parent: usize) {
+        self.parent = parent;
+    }
+}
+
+/// Marks `node` and the nodes before it as reached.
+fn mark<N: Linked>(nodes: &[N], marks: &mut [usize], mut node: usize) {
+    while node != NONE && marks[node] == NONE {
+        marks[node] = REACHED;
+        node = nodes[node].parent();
+    }
+}
+
+/// Moves the reached nodes to the front, in order, and turns their marks into their new indices.
+fn renumber<N: Linked>(nodes: &mut Vec<N>, marks: &mut [usize]) {
+    let mut kept = 0;
+    for old in 0..nodes.len() {
+        if marks[old] == NONE {
+            continue;
+        }
+        let mut node = nodes[old];
+        if node.parent() != NONE {
+            // A parent is made before its children, so it has its new index already.
+            node.set_parent(marks[node.parent()]);
+        }
+        nodes[kept] = node;
+        marks[old] = kept;
+        kept += 1;
+    }
+    nodes.truncate(kept);
+}
+
+/// Buffers every search of a recognizer reuses while it builds thread lists.
 #[derive(Debug, Default)]
 pub struct Buffers {
-    spare_searches: Vec<SearchVecs>,
     stack: Vec<Thread>,
+    /// The thread list of the search being run.
+    threads: Vec<Thread>,
     /// The spare thread list a step builds into.
     list: Vec<Thread>,
+    /// Marks of [`Arena::collect`].
+    marks: Vec<usize>,
     /// Per instruction: the list being built when a thread last reached it, and that thread's key.
     stamps: Vec<(u64, usize)>,
     generation: u64,
@@ -355,6 +480,13 @@ impl Buffers {
                 .seen
                 .insert((thread.pc, thread.key, slot_sets[thread.slots..thread.slots + width].to_vec()));
         }
+        self.first_visit_without_slots(thread)
+    }
+
+    /// [`Self::first_visit`] for a pattern without nullable loops: one
+    /// stamp per instruction decides, except for a second key there.
+    #[inline]
+    fn first_visit_without_slots(&mut self, thread: &Thread) -> bool {
         let stamp = &mut self.stamps[thread.pc];
         if stamp.0 != self.generation {
             *stamp = (self.generation, thread.key);
@@ -370,8 +502,9 @@ impl Buffers {
     /// `list`, in preference order (depth first, preferred branch first).
     /// `offset` is the row the list waits for, counted from the start row;
     /// `slot_sets` holds the search's slot sets.
+    #[inline]
     fn add(&mut self, recognizer: &MatchRecognizer, list: &mut Vec<Thread>, thread: Thread, offset: usize, slot_sets: &mut Vec<usize>) {
-        let (insts, width) = (&recognizer.program.insts, recognizer.program.slots);
+        let insts = &recognizer.program.insts;
         if self.stamps.len() < insts.len() {
             self.stamps.resize(insts.len(), (0, NONE));
         }
@@ -379,15 +512,23 @@ impl Buffers {
         // marking only those leaves skips the same threads as marking every
         // instruction on the way would (a thread with the same key passed there
         // before and marked every leaf below).
-        if let Some(closures) = &recognizer.program.closures {
-            for &leaf in &closures[thread.pc] {
-                let reached = Thread { pc: leaf as usize, ..thread };
-                if self.first_visit(&reached, slot_sets, width) {
-                    list.push(reached);
+        match &recognizer.program.closures {
+            Some(closures) => {
+                for &leaf in &closures[thread.pc] {
+                    let reached = Thread { pc: leaf as usize, ..thread };
+                    if self.first_visit_without_slots(&reached) {
+                        list.push(reached);
+                    }
                 }
             }
-            return;
+            None => self.add_by_walking(recognizer, list, thread, offset, slot_sets),
         }
+    }
+
+    /// [`Self::add`] for programs without a closure table: walks the
+    /// instructions from `thread`, updating slots on the way.
+    fn add_by_walking(&mut self, recognizer: &MatchRecognizer, list: &mut Vec<Thread>, thread: Thread, offset: usize, slot_sets: &mut Vec<usize>) {
+        let (insts, width) = (&recognizer.program.insts, recognizer.program.slots);
         self.stack.push(thread);
         while let Some(mut thread) = self.stack.pop() {
             if !self.first_visit(&thread, slot_sets, width) {
@@ -445,7 +586,7 @@ fn in_window(window: Option<(Within, Option<Millis>)>, row: &Row) -> bool {
 /// What a `DEFINE` condition sees of a thread's past: the row being
 /// classified, mapped to `var`, and the rows in the thread's merge key, which
 /// include every row of every variable a condition reads.
-struct KeyLabels<'a> {
+pub(super) struct KeyLabels<'a> {
     nodes: &'a [KeyNode],
     key: usize,
     start: usize,

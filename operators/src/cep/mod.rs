@@ -168,6 +168,7 @@
 //! before `earliest_affected_start` of that row stand, and the rows before
 //! them, minus `lookback` for `PREV`, are no longer read.
 
+mod condition;
 pub mod dataflow;
 pub mod expr;
 mod matcher;
@@ -186,6 +187,7 @@ pub use matcher::Buffers;
 pub use pattern::{Pattern, VarId};
 pub use walk::Walk;
 
+use condition::Condition;
 use expr::{Scope, SliceLabels};
 use pattern::Program;
 
@@ -411,7 +413,7 @@ pub struct MatchRecognizer {
     program: Program,
     names: Vec<Str>,
     /// The `DEFINE` condition of each variable, by [`VarId`].
-    conditions: Vec<Option<MatchExpr>>,
+    conditions: Vec<Option<Condition>>,
     /// By [`VarId`]: whether some condition reads the rows mapped to the variable.
     history: Vec<bool>,
     measures: Vec<MatchExpr>,
@@ -492,7 +494,7 @@ impl MatchRecognizer {
             if let Some(error) = error {
                 return Err(error);
             }
-            conditions[var.index()] = Some(condition.clone());
+            conditions[var.index()] = Some(Condition::new(condition.clone(), *var));
         }
         for measure in &spec.measures {
             let mut error = None;

@@ -990,6 +990,65 @@ proptest! {
         incremental.extend(recognizer.find_matches(&rows, resume.start, resume.match_number).matches);
         prop_assert_eq!(incremental, recognizer.find_matches(&rows, 0, 1).matches, "pattern {}", case.spec.pattern.display(&case.spec.variables));
     }
+
+    /// Conditions of float arithmetic take the matcher's float form (see
+    /// the `condition` module); over float prices with NaN, infinities,
+    /// NULL and an integer among them it must decide as the interpreted
+    /// expression of the reference does.
+    #[test]
+    fn float_conditions_agree_with_brute_force_reference(
+        pattern in arb_pattern(),
+        templates in prop::collection::vec((0u8..4, 0u16..3), 3),
+        prices in prop::collection::vec(0usize..10, 1..10),
+    ) {
+        let values = [0.0, 1.0, 1.5, 2.0, 3.5, -2.0, f64::NAN, f64::INFINITY].map(Datum::float);
+        let rows: Vec<Row> = prices
+            .iter()
+            .enumerate()
+            .map(|(i, &price)| {
+                let price = match price {
+                    8 => Datum::Null,
+                    9 => Datum::Int(2),
+                    _ => values[price].clone(),
+                };
+                Row::new(vec![price, Datum::Timestamp(i as Millis * MINUTE)])
+            })
+            .collect();
+        let float = |value: f64| MatchExpr::literal(Datum::float(value));
+        let mut spec = MatchSpec {
+            variables: NAMES.map(String::from).to_vec(),
+            pattern,
+            define: Vec::new(),
+            measures: vec![MatchExpr::Classifier(Semantics::Running), MatchExpr::first(Some(VarId(0)), PRICE, 0)],
+            rows_per_match: RowsPerMatch::One,
+            skip: AfterMatchSkip::PastLastRow,
+            within: None,
+            order_by: Vec::new(),
+        };
+        let mut used = [false; 3];
+        spec.pattern.for_each_var(&mut |var| used[var.index()] = true);
+        for (i, &(template, other)) in templates.iter().enumerate().filter(|(i, _)| used[*i]) {
+            let (own, other) = (Some(VarId(i as u16)), Some(VarId(other)));
+            let condition = match template {
+                0 => op(price(own), BinaryOp::Gt, op(float(1.5), BinaryOp::Multiply, price(other))),
+                1 => and(
+                    op(price(own), BinaryOp::LtEq, op(price(other), BinaryOp::Add, float(0.5))),
+                    op(price(own), BinaryOp::GtEq, op(price(other), BinaryOp::Subtract, float(0.5))),
+                ),
+                2 => or(
+                    op(price(own), BinaryOp::Eq, price(other)),
+                    op(op(price(None), BinaryOp::Divide, price(other)), BinaryOp::Gt, float(2.0)),
+                ),
+                _ => op(op(price(own), BinaryOp::Modulo, float(2.0)), BinaryOp::NotEq, float(0.0)),
+            };
+            spec.define.push((VarId(i as u16), condition));
+        }
+        let recognizer = MatchRecognizer::new(spec.clone()).expect("valid spec");
+        let got = recognizer.find_matches(&rows, 0, 1).matches;
+        let expected = reference(&spec, &rows);
+        prop_assume!(expected.is_some(), "the reference search gave up");
+        prop_assert_eq!(Some(got), expected, "pattern {}", spec.pattern.display(&spec.variables));
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 
 use carbonflow_core::{Millis, Row};
 
-use super::matcher::{Buffers, Search};
+use super::matcher::{Arena, Buffers, Search};
 use super::{EvalFailure, Match, MatchRecognizer};
 
 /// A partition's search walk. See the module documentation.
@@ -35,8 +35,8 @@ use super::{EvalFailure, Match, MatchRecognizer};
 pub struct Walk {
     /// The searches from the first open one on, in walk order.
     steps: VecDeque<Step>,
-    /// An empty deque whose capacity [`MatchRecognizer::advance`] reuses.
-    spare: VecDeque<Step>,
+    /// The threads, paths and keys of the searches.
+    arena: Arena,
     /// Where the walk goes after its last step: the start row and match number.
     next_start: usize,
     next_number: u64,
@@ -45,9 +45,10 @@ pub struct Walk {
 #[derive(Clone, Debug)]
 struct Step {
     number: u64,
-    /// `None` once the search has finished. Boxed: steps move between the
-    /// walk's deques at every call, and a search is large.
-    search: Option<Box<Search>>,
+    /// `None` once the search has finished. Held inline, not boxed: a
+    /// partition's open searches then lie in one block that an epoch reads
+    /// in order ([`MatchRecognizer::advance`] updates the steps in place).
+    search: Option<Search>,
     start: usize,
     /// The search's (provisional while it is open) match, with its measures.
     found: Option<Match>,
@@ -64,7 +65,7 @@ impl Walk {
     pub fn new(start: usize, number: u64) -> Walk {
         Walk {
             steps: VecDeque::new(),
-            spare: VecDeque::new(),
+            arena: Arena::default(),
             next_start: start,
             next_number: number,
         }
@@ -116,6 +117,14 @@ impl Walk {
         self.next_start -= cut;
     }
 
+    /// Collects the arena's nodes once they have grown enough (see [`Arena::collect`]).
+    fn collect(&mut self, buffers: &mut Buffers) {
+        if self.arena.wants_collection() {
+            let mut searches: Vec<&mut Search> = self.steps.iter_mut().filter_map(|step| step.search.as_mut()).collect();
+            self.arena.collect(&mut searches, buffers);
+        }
+    }
+
     fn drop_finished(&mut self) {
         while self.steps.front().is_some_and(|step| step.search.is_none()) {
             self.steps.pop_front();
@@ -130,43 +139,41 @@ impl MatchRecognizer {
     /// appended, unless the walk was restarted since (see the module
     /// documentation).
     pub fn advance(&self, walk: &mut Walk, rows: &[Row], buffers: &mut Buffers, failures: &mut Vec<EvalFailure>) -> Vec<Match> {
-        let spare = std::mem::take(&mut walk.spare);
-        let mut old = std::mem::replace(&mut walk.steps, spare);
-        let (mut start, mut number) = old.front().map_or((walk.next_start, walk.next_number), |step| (step.start, step.number));
+        // The steps are updated in place: in the common case every old step
+        // is taken up again in order, and none moves.
+        let mut at = 0;
+        let (mut start, mut number) = walk.steps.front().map_or((walk.next_start, walk.next_number), |step| (step.start, step.number));
         let mut tail = Vec::new();
         while start < rows.len() {
             // Old searches the new walk skipped over are gone.
-            while old.front().is_some_and(|step| step.start < start) {
-                if let Some(search) = old.pop_front().and_then(|step| step.search) {
-                    search.recycle(buffers);
-                }
+            while walk.steps.get(at).is_some_and(|step| step.start < start) {
+                walk.steps.remove(at);
             }
             // A search reads its match number only through MATCH_NUMBER() in DEFINE.
             let reusable = |step: &Step| step.start == start && (step.number == number || !self.define_uses_match_number);
-            let reused = if old.front().is_some_and(reusable) { old.pop_front() } else { None };
-            let mut step = match reused {
-                Some(step) => step,
-                None => Step {
+            if !walk.steps.get(at).is_some_and(reusable) {
+                let search = Search::new(self, rows, start, &mut walk.arena, buffers);
+                let step = Step {
                     number,
-                    search: Some(Box::new(Search::new(self, rows, start, buffers))),
+                    search: Some(search),
                     start,
                     found: None,
-                },
-            };
+                };
+                walk.steps.insert(at, step);
+            }
+            let step = &mut walk.steps[at];
             if let Some(search) = &mut step.search {
                 let before = search.best();
-                search.run(self, rows, number, buffers, failures);
+                search.run(self, rows, number, &mut walk.arena, buffers, failures);
                 if search.best() != before {
                     step.found = search
                         .best()
                         .filter(|(_, len)| *len > 0)
-                        .map(|(path, len)| self.found(rows, search.start(), search.labels(path, len), number, failures));
+                        .map(|(path, len)| self.found(rows, search.start(), walk.arena.labels(path, len), number, failures));
                 }
             }
-            if step.search.as_ref().is_some_and(|search| search.is_done())
-                && let Some(search) = step.search.take()
-            {
-                search.recycle(buffers);
+            if step.search.as_ref().is_some_and(|search| search.is_done()) {
+                step.search = None;
             }
             if step.number != number {
                 step.number = number;
@@ -180,39 +187,38 @@ impl MatchRecognizer {
                 None => (start + 1, number),
             };
             tail.extend(step.found.clone());
-            walk.steps.push_back(step);
+            at += 1;
             (start, number) = (next_start, next_number);
         }
-        for search in old.drain(..).filter_map(|step| step.search) {
-            search.recycle(buffers);
-        }
-        walk.spare = old;
+        walk.steps.truncate(at);
         walk.next_start = start;
         walk.next_number = number;
+        walk.arena.end_pass();
         walk.drop_finished();
+        walk.collect(buffers);
         tail
     }
 
     /// Finds the matches of `rows` from row `from` on, as a walk that ends
     /// with the partition: the one-shot form of [`Self::advance`].
     pub(super) fn scan_to_end(&self, rows: &[Row], from: usize, first_number: u64, failures: &mut Vec<EvalFailure>) -> Vec<Match> {
-        let mut buffers = Buffers::default();
+        let (mut buffers, mut arena) = (Buffers::default(), Arena::default());
         let mut matches = Vec::new();
         let (mut start, mut number) = (from, first_number);
         while start < rows.len() {
-            let mut search = Search::new(self, rows, start, &mut buffers);
-            search.run(self, rows, number, &mut buffers, failures);
+            let mut search = Search::new(self, rows, start, &mut arena, &mut buffers);
+            search.run(self, rows, number, &mut arena, &mut buffers, failures);
             search.finish();
             match search.best().filter(|(_, len)| *len > 0) {
                 Some((path, len)) => {
-                    let found = self.found(rows, start, search.labels(path, len), number, failures);
+                    let found = self.found(rows, start, arena.labels(path, len), number, failures);
                     start = found.next_start;
                     number += 1;
                     matches.push(found);
                 }
                 None => start += 1,
             }
-            search.recycle(&mut buffers);
+            arena.clear();
         }
         matches
     }
