@@ -29,8 +29,10 @@
 //!
 //! An epoch end is on the latency path of every forecast, so its own work is
 //! kept small next to the model's: keys are hashed once per update (series
-//! live in a slab the batch refers to by index), the scratch buffers of the
-//! batch are reused, and output rows are written straight into the output.
+//! live in a slab the batch refers to by index), each key keeps a ring
+//! buffer of its newest complete run so that the usual context is copied in
+//! one piece, the scratch buffers of the batch are reused, and output rows
+//! are written straight into the output.
 
 pub mod onnx;
 
@@ -163,6 +165,13 @@ struct Series {
     late_changes: BTreeSet<Millis>,
     /// The quantiles emitted for each origin, to retract them when the origin is recomputed.
     emitted: BTreeMap<Millis, Vec<f32>>,
+    /// A ring buffer of the newest complete run, as the model reads it: the
+    /// values of the latest entries of `values` that each hold one non-NULL
+    /// value exactly one step after the one before, at most one context long,
+    /// oldest first. Kept up to date as values arrive, so that the usual
+    /// context, the one ending at the newest time, is two slice copies rather
+    /// than a gather that checks every value.
+    recent: VecDeque<f32>,
 }
 
 /// The values at one event time with their multiplicities. Almost always one
@@ -212,13 +221,30 @@ impl Series {
             values: VecDeque::new(),
             late_changes: BTreeSet::new(),
             emitted: BTreeMap::new(),
+            recent: VecDeque::new(),
         }
     }
 
-    /// Adds `diff` copies of `value` at `ts`.
-    fn add(&mut self, ts: Millis, value: Option<f64>, diff: Diff) {
+    /// Adds `diff` copies of `value` at `ts`, for contexts of `length`
+    /// values `step` apart.
+    fn add(&mut self, ts: Millis, value: Option<f64>, diff: Diff, length: usize, step: Millis) {
         if self.values.back().is_none_or(|(last, _)| *last < ts) {
-            self.values.push_back((ts, Slot::One(value, diff)));
+            // The usual case, a new latest time: the run grows or starts again.
+            let follows = self.values.back().is_some_and(|(last, _)| last.checked_add(step) == Some(ts));
+            let slot = Slot::One(value, diff);
+            match slot.value() {
+                Some(value) => {
+                    if !follows {
+                        self.recent.clear();
+                    }
+                    if self.recent.len() == length {
+                        self.recent.pop_front();
+                    }
+                    self.recent.push_back(value as f32);
+                }
+                None => self.recent.clear(),
+            }
+            self.values.push_back((ts, slot));
             return;
         }
         match self.values.binary_search_by_key(&ts, |(t, _)| *t) {
@@ -228,6 +254,34 @@ impl Series {
                 }
             }
             Err(index) => self.values.insert(index, (ts, Slot::One(value, diff))),
+        }
+        // A revision or an out-of-order value: rare, so the run is read again.
+        self.rebuild_recent(length, step);
+    }
+
+    /// Recomputes `recent` from `values`.
+    fn rebuild_recent(&mut self, length: usize, step: Millis) {
+        self.recent.clear();
+        let mut expected = None;
+        for (ts, slot) in self.values.iter().rev().take(length) {
+            match slot.value() {
+                Some(value) if expected.is_none_or(|e| e == Some(*ts)) => {
+                    self.recent.push_front(value as f32);
+                    expected = Some(ts.checked_sub(step));
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Drops the values before `from`.
+    fn forget_values_before(&mut self, from: Millis) {
+        while self.values.front().is_some_and(|(ts, _)| *ts < from) {
+            self.values.pop_front();
+        }
+        // `recent` mirrors the newest entries: those dropped leave it too.
+        while self.recent.len() > self.values.len() {
+            self.recent.pop_front();
         }
     }
 
@@ -240,6 +294,15 @@ impl Series {
 
     /// Appends the context ending at `origin` to `out`, if it is complete.
     fn context(&self, origin: Millis, length: usize, step: Millis, out: &mut Vec<f32>) -> bool {
+        if self.values.back().is_some_and(|(newest, _)| *newest == origin) {
+            if self.recent.len() < length {
+                return false;
+            }
+            let (front, back) = self.recent.as_slices();
+            out.extend_from_slice(front);
+            out.extend_from_slice(back);
+            return true;
+        }
         let Ok(last) = self.values.binary_search_by_key(&origin, |(t, _)| *t) else {
             return false;
         };
@@ -350,9 +413,7 @@ impl<M: ForecastModel> Forecast<M> {
         let mut position = 0;
         while position < self.series.len() {
             let series = &mut self.series[position];
-            while series.values.front().is_some_and(|(ts, _)| *ts < keep_values_from) {
-                series.values.pop_front();
-            }
+            series.forget_values_before(keep_values_from);
             while series.emitted.first_key_value().is_some_and(|(ts, _)| *ts < late) {
                 series.emitted.pop_first();
             }
@@ -391,7 +452,7 @@ impl<M: ForecastModel> TimedCore for Forecast<M> {
             }
         };
         let series = &mut self.series[position];
-        series.add(ts, value, diff);
+        series.add(ts, value, diff, self.model.shape().context, self.spec.step);
         if context.watermark != Millis::MIN && ts <= context.watermark {
             series.late_changes.insert(ts);
         }
