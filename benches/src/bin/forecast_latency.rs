@@ -6,15 +6,17 @@
 //! cargo run --release -p carbonflow-benches --bin forecast_latency -- --nodes 2000 --iterations 500
 //! ```
 //!
-//! * `model`: one [`OnnxModel::predict`] call on `--nodes` contexts of 168
-//!   hourly prices (input tensor built, ONNX Runtime run, output copied).
+//! * `model`: one [`OnnxModel::predict`] call on `--nodes` contexts of the
+//!   model's length (168 hourly prices for the shipped one; input tensor
+//!   built, ONNX Runtime run, output copied).
 //! * `epoch`: the [`Forecast`] core over `--nodes` keys whose week is full:
 //!   one new hourly price per key, then the epoch end that the watermark
 //!   passing that hour triggers (contexts gathered from each key's series,
 //!   one model batch, retirement of old state, 24 output rows per key).
 //!
-//! Both use the one session the operator would (ONNX Runtime's default
-//! intra-op pool, one thread per core, without spinning between batches).
+//! Both use the one session the operator would (one ONNX Runtime thread,
+//! the worker's own; see `operators/src/forecast/onnx.rs`). `--model` runs
+//! another model file of the same contract, e.g. an older one to compare.
 //! Prices are a daily shape per node plus a deterministic wobble. Latencies
 //! go into HDR histograms (microseconds); the first `--warmup` iterations
 //! are not recorded.

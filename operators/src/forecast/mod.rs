@@ -26,13 +26,22 @@
 //! The model is a trait ([`ForecastModel`]) so the core is tested without
 //! ONNX; [`onnx::OnnxModel`] runs an ONNX file through ONNX Runtime and
 //! reloads it when the file changes.
+//!
+//! An epoch end is on the latency path of every forecast, so its own work is
+//! kept small next to the model's: keys are hashed once per update (series
+//! live in a slab the batch refers to by index), each key keeps a ring
+//! buffer of its newest complete run so that the usual context is copied in
+//! one piece, the scratch buffers of the batch are reused, and output rows
+//! are written straight into the output.
 
 pub mod onnx;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
 use carbonflow_core::{Datum, DeadLetter, DeadLetterReason, Diff, Epoch, Millis, Row};
+
+use foldhash::HashMap;
 
 use crate::dataflow::{CoreContext, TimedCore};
 
@@ -129,17 +138,25 @@ pub struct Forecast<M> {
     name: String,
     spec: ForecastSpec,
     model: M,
-    series: HashMap<Row, Series>,
+    /// Each key's position in `series`.
+    index: HashMap<Row, usize>,
+    /// The series of every key, in no particular order.
+    series: Vec<Series>,
     /// The watermark at the last epoch end: origins up to it have been considered.
     released_to: Millis,
-    /// Scratch: the batch being assembled.
+    /// Scratch, reused by every epoch: the origins of one series to recompute,
+    /// and the batch being assembled (contexts, then the series and origin of
+    /// each, then the model's quantiles).
+    origins: Vec<Millis>,
     contexts: Vec<f32>,
+    batch: Vec<(usize, Millis)>,
     predictions: Vec<f32>,
 }
 
 /// One key's values and the forecasts emitted from them.
-#[derive(Default)]
 struct Series {
+    /// The partition key, the first columns of every output row.
+    key: Row,
     /// The values by event time, in order, one entry per time. Contiguous,
     /// so that gathering a context reads one run of memory; new times are
     /// almost always the latest, and old ones leave from the front.
@@ -148,6 +165,13 @@ struct Series {
     late_changes: BTreeSet<Millis>,
     /// The quantiles emitted for each origin, to retract them when the origin is recomputed.
     emitted: BTreeMap<Millis, Vec<f32>>,
+    /// A ring buffer of the newest complete run, as the model reads it: the
+    /// values of the latest entries of `values` that each hold one non-NULL
+    /// value exactly one step after the one before, at most one context long,
+    /// oldest first. Kept up to date as values arrive, so that the usual
+    /// context, the one ending at the newest time, is two slice copies rather
+    /// than a gather that checks every value.
+    recent: VecDeque<f32>,
 }
 
 /// The values at one event time with their multiplicities. Almost always one
@@ -191,10 +215,36 @@ impl Slot {
 }
 
 impl Series {
-    /// Adds `diff` copies of `value` at `ts`.
-    fn add(&mut self, ts: Millis, value: Option<f64>, diff: Diff) {
+    fn new(key: Row) -> Series {
+        Series {
+            key,
+            values: VecDeque::new(),
+            late_changes: BTreeSet::new(),
+            emitted: BTreeMap::new(),
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// Adds `diff` copies of `value` at `ts`, for contexts of `length`
+    /// values `step` apart.
+    fn add(&mut self, ts: Millis, value: Option<f64>, diff: Diff, length: usize, step: Millis) {
         if self.values.back().is_none_or(|(last, _)| *last < ts) {
-            self.values.push_back((ts, Slot::One(value, diff)));
+            // The usual case, a new latest time: the run grows or starts again.
+            let follows = self.values.back().is_some_and(|(last, _)| last.checked_add(step) == Some(ts));
+            let slot = Slot::One(value, diff);
+            match slot.value() {
+                Some(value) => {
+                    if !follows {
+                        self.recent.clear();
+                    }
+                    if self.recent.len() == length {
+                        self.recent.pop_front();
+                    }
+                    self.recent.push_back(value as f32);
+                }
+                None => self.recent.clear(),
+            }
+            self.values.push_back((ts, slot));
             return;
         }
         match self.values.binary_search_by_key(&ts, |(t, _)| *t) {
@@ -204,6 +254,34 @@ impl Series {
                 }
             }
             Err(index) => self.values.insert(index, (ts, Slot::One(value, diff))),
+        }
+        // A revision or an out-of-order value: rare, so the run is read again.
+        self.rebuild_recent(length, step);
+    }
+
+    /// Recomputes `recent` from `values`.
+    fn rebuild_recent(&mut self, length: usize, step: Millis) {
+        self.recent.clear();
+        let mut expected = None;
+        for (ts, slot) in self.values.iter().rev().take(length) {
+            match slot.value() {
+                Some(value) if expected.is_none_or(|e| e == Some(*ts)) => {
+                    self.recent.push_front(value as f32);
+                    expected = Some(ts.checked_sub(step));
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// Drops the values before `from`.
+    fn forget_values_before(&mut self, from: Millis) {
+        while self.values.front().is_some_and(|(ts, _)| *ts < from) {
+            self.values.pop_front();
+        }
+        // `recent` mirrors the newest entries: those dropped leave it too.
+        while self.recent.len() > self.values.len() {
+            self.recent.pop_front();
         }
     }
 
@@ -216,6 +294,15 @@ impl Series {
 
     /// Appends the context ending at `origin` to `out`, if it is complete.
     fn context(&self, origin: Millis, length: usize, step: Millis, out: &mut Vec<f32>) -> bool {
+        if self.values.back().is_some_and(|(newest, _)| *newest == origin) {
+            if self.recent.len() < length {
+                return false;
+            }
+            let (front, back) = self.recent.as_slices();
+            out.extend_from_slice(front);
+            out.extend_from_slice(back);
+            return true;
+        }
         let Ok(last) = self.values.binary_search_by_key(&origin, |(t, _)| *t) else {
             return false;
         };
@@ -244,9 +331,12 @@ impl<M: ForecastModel> Forecast<M> {
             name: name.into(),
             spec,
             model,
-            series: HashMap::new(),
+            index: HashMap::default(),
+            series: Vec::new(),
             released_to: Millis::MIN,
+            origins: Vec::new(),
             contexts: Vec::new(),
+            batch: Vec::new(),
             predictions: Vec::new(),
         }
     }
@@ -258,7 +348,7 @@ impl<M: ForecastModel> Forecast<M> {
 
     /// Values held over all keys (bounded by the allowed lateness and the context).
     pub fn held_values(&self) -> usize {
-        self.series.values().map(|s| s.values.len()).sum()
+        self.series.iter().map(|s| s.values.len()).sum()
     }
 
     fn late_before(&self, watermark: Millis) -> Option<Millis> {
@@ -276,40 +366,67 @@ impl<M: ForecastModel> Forecast<M> {
         });
     }
 
-    /// The origins of `series` to recompute now that the watermark moved
-    /// from `previous` to `watermark`.
-    fn affected_origins(series: &mut Series, previous: Millis, watermark: Millis, reach: Millis) -> BTreeSet<Millis> {
+    /// Puts into `origins`, in time order, the origins of `series` to
+    /// recompute now that the watermark moved from `previous` to `watermark`.
+    fn affected_origins(series: &mut Series, previous: Millis, watermark: Millis, reach: Millis, origins: &mut Vec<Millis>) {
+        origins.clear();
         // Newly released times are the latest ones (or pending beyond the watermark): read from the back.
         let released = series.values.iter().rev().map(|(t, _)| *t).take_while(|t| *t > previous);
-        let mut origins: BTreeSet<Millis> = released.filter(|t| *t <= watermark).collect();
+        origins.extend(released.filter(|t| *t <= watermark));
+        origins.reverse();
+        if series.late_changes.is_empty() {
+            return;
+        }
         for changed in std::mem::take(&mut series.late_changes) {
             let last = changed.saturating_add(reach).min(watermark);
             origins.extend(series.times(changed, last));
             origins.extend(series.emitted.range(changed..=last).map(|(ts, _)| *ts));
         }
-        origins
+        origins.sort_unstable();
+        origins.dedup();
     }
 
-    /// The output rows of one origin's forecast.
-    fn rows(key: &Row, origin: Millis, step: Millis, quantiles: &[f32]) -> Vec<Row> {
-        quantiles
-            .chunks_exact(QUANTILES.len())
-            .enumerate()
-            .map(|(index, q)| {
-                let horizon = index as i64 + 1;
-                let (p10, p50, p90) = (f64::from(q[0]), f64::from(q[1]), f64::from(q[2]));
-                let added = [
-                    Datum::Timestamp(origin),
-                    Datum::Int(horizon),
-                    Datum::Timestamp(origin + horizon * step),
-                    Datum::float(p50),
-                    Datum::float(p10),
-                    Datum::float(p50),
-                    Datum::float(p90),
-                ];
-                key.iter().cloned().chain(added).collect()
-            })
-            .collect()
+    /// Appends one origin's forecast to `output` with multiplicity `diff`,
+    /// one row per horizon step: the key columns, then [`OUTPUT_COLUMNS`].
+    fn push_rows(output: &mut Vec<(Row, Diff)>, key: &Row, origin: Millis, step: Millis, quantiles: &[f32], diff: Diff) {
+        for (index, q) in quantiles.chunks_exact(QUANTILES.len()).enumerate() {
+            let horizon = index as i64 + 1;
+            let (p10, p50, p90) = (f64::from(q[0]), f64::from(q[1]), f64::from(q[2]));
+            let mut datums = Vec::with_capacity(key.len() + OUTPUT_COLUMNS.len());
+            datums.extend(key.iter().cloned());
+            datums.extend([
+                Datum::Timestamp(origin),
+                Datum::Int(horizon),
+                Datum::Timestamp(origin + horizon * step),
+                Datum::float(p50),
+                Datum::float(p10),
+                Datum::float(p50),
+                Datum::float(p90),
+            ]);
+            output.push((Row::new(datums), diff));
+        }
+    }
+
+    /// Forgets the series and forecasts no accepted change can reach any
+    /// more: values before `keep_values_from`, forecasts of origins before `late`.
+    fn retire(&mut self, keep_values_from: Millis, late: Millis) {
+        let mut position = 0;
+        while position < self.series.len() {
+            let series = &mut self.series[position];
+            series.forget_values_before(keep_values_from);
+            while series.emitted.first_key_value().is_some_and(|(ts, _)| *ts < late) {
+                series.emitted.pop_first();
+            }
+            if !series.values.is_empty() || !series.emitted.is_empty() {
+                position += 1;
+                continue;
+            }
+            let retired = self.series.swap_remove(position);
+            self.index.remove(&retired.key);
+            if let Some(moved) = self.series.get(position) {
+                *self.index.get_mut(&moved.key).expect("every series is indexed") = position;
+            }
+        }
     }
 }
 
@@ -326,8 +443,16 @@ impl<M: ForecastModel> TimedCore for Forecast<M> {
             return self.reject(context, DeadLetterReason::Late, detail, "event time", row.to_string());
         }
         let value = row.get(self.spec.value_column).as_f64();
-        let series = self.series.entry(key).or_default();
-        series.add(ts, value, diff);
+        let position = match self.index.get(&key) {
+            Some(&position) => position,
+            None => {
+                self.index.insert(key.clone(), self.series.len());
+                self.series.push(Series::new(key));
+                self.series.len() - 1
+            }
+        };
+        let series = &mut self.series[position];
+        series.add(ts, value, diff, self.model.shape().context, self.spec.step);
         if context.watermark != Millis::MIN && ts <= context.watermark {
             series.late_changes.insert(ts);
         }
@@ -350,49 +475,41 @@ impl<M: ForecastModel> TimedCore for Forecast<M> {
         let reach = (length as Millis - 1) * step;
         let previous = self.released_to;
         self.released_to = self.released_to.max(watermark);
-        let mut batch: Vec<(Row, Millis)> = Vec::new();
         self.contexts.clear();
-        for (key, series) in &mut self.series {
-            if watermark == Millis::MIN {
-                break;
-            }
-            for origin in Self::affected_origins(series, previous, watermark, reach) {
-                if let Some(old) = series.emitted.remove(&origin) {
-                    context.output.extend(Self::rows(key, origin, step, &old).into_iter().map(|row| (row, -1)));
-                }
-                if series.context(origin, length, step, &mut self.contexts) {
-                    batch.push((key.clone(), origin));
+        self.batch.clear();
+        if watermark != Millis::MIN {
+            for (position, series) in self.series.iter_mut().enumerate() {
+                Self::affected_origins(series, previous, watermark, reach, &mut self.origins);
+                for &origin in &self.origins {
+                    if let Some(old) = series.emitted.remove(&origin) {
+                        Self::push_rows(context.output, &series.key, origin, step, &old, -1);
+                    }
+                    if series.context(origin, length, step, &mut self.contexts) {
+                        self.batch.push((position, origin));
+                    }
                 }
             }
         }
-        if !batch.is_empty() {
-            match self.model.predict(&self.contexts, batch.len(), &mut self.predictions) {
+        if !self.batch.is_empty() {
+            match self.model.predict(&self.contexts, self.batch.len(), &mut self.predictions) {
                 Ok(()) => {
                     let per_origin = horizon * QUANTILES.len();
-                    for ((key, origin), quantiles) in batch.iter().zip(self.predictions.chunks_exact(per_origin)) {
-                        context.output.extend(Self::rows(key, *origin, step, quantiles).into_iter().map(|row| (row, 1)));
-                        let series = self.series.get_mut(key).expect("batched from a series");
-                        series.emitted.insert(*origin, quantiles.to_vec());
+                    context.output.reserve(self.batch.len() * horizon);
+                    for (&(position, origin), quantiles) in self.batch.iter().zip(self.predictions.chunks_exact(per_origin)) {
+                        let series = &mut self.series[position];
+                        Self::push_rows(context.output, &series.key, origin, step, quantiles, 1);
+                        series.emitted.insert(origin, quantiles.to_vec());
                     }
                 }
                 Err(error) => {
-                    let record = format!("{} origins, first {} at {}", batch.len(), batch[0].0, batch[0].1);
+                    let (position, origin) = self.batch[0];
+                    let record = format!("{} origins, first {} at {origin}", self.batch.len(), self.series[position].key);
                     self.reject(context, DeadLetterReason::Eval, error.to_string(), "FORECAST", record);
                 }
             }
         }
-        // Forget what no accepted change can reach any more.
         if let Some(late) = self.late_before(watermark) {
-            let keep_values_from = late.saturating_sub(reach);
-            self.series.retain(|_, series| {
-                while series.values.front().is_some_and(|(ts, _)| *ts < keep_values_from) {
-                    series.values.pop_front();
-                }
-                while series.emitted.first_key_value().is_some_and(|(ts, _)| *ts < late) {
-                    series.emitted.pop_first();
-                }
-                !series.values.is_empty() || !series.emitted.is_empty()
-            });
+            self.retire(late.saturating_sub(reach), late);
         }
     }
 }

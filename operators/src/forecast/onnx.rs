@@ -149,9 +149,12 @@ fn open(path: &Path) -> Result<(Session, ModelShape), ModelError> {
     let shown = path.display().to_string();
     let load = |message: String| ModelError::Load { path: shown.clone(), message };
     let bytes = std::fs::read(path).map_err(|error| load(error.to_string()))?;
-    // No spinning: ONNX Runtime's pool threads would otherwise busy-wait after
-    // each batch, on the cores the dataflow workers need.
-    let build = || -> ort::Result<Session> { Session::builder()?.with_intra_op_spinning(false)?.commit_from_memory(&bytes) };
+    // One thread per session: each dataflow worker holds its own session and
+    // already has its own core. A pool of one thread per core per worker
+    // oversubscribes the machine; on the shared 2-core machine it made a
+    // 2,000-context batch slower at the median and twice as slow at p99
+    // (BENCHMARKS.md §10). Without a pool nothing spins between batches.
+    let build = || -> ort::Result<Session> { Session::builder()?.with_intra_threads(1)?.commit_from_memory(&bytes) };
     let session = build().map_err(|error| load(error.to_string()))?;
     let shape = check_shape(&session).map_err(|message| ModelError::Shape { path: shown, message })?;
     Ok((session, shape))

@@ -157,9 +157,7 @@ fn reference(input: &HashMap<(u8, i64, Option<u64>), Diff>, watermark: Millis, c
             .collect();
         let Some(values) = values else { continue };
         let quantiles = ArithmeticModel::quantiles(&values, horizon);
-        for row in Forecast::<ArithmeticModel>::rows(&key(node), origin * STEP, STEP, &quantiles) {
-            out.push((row, 1));
-        }
+        Forecast::<ArithmeticModel>::push_rows(&mut out, &key(node), origin * STEP, STEP, &quantiles, 1);
     }
     consolidate(out)
 }
@@ -233,6 +231,39 @@ fn state_stays_bounded_by_the_lateness_and_the_context() {
     assert_eq!(driver.consolidated().len(), (2_000 - 23) * 4);
     // Values back to the lateness plus one context: 2 + 24 hours (and the newest).
     assert!(most <= 27, "held {most} values");
+}
+
+#[test]
+fn a_key_that_goes_quiet_is_forgotten_and_the_others_keep_forecasting() {
+    let mut driver = Driver::new(2, 1, 0);
+    let mut input: HashMap<(u8, i64, Option<u64>), Diff> = HashMap::new();
+    let mut hour_of = |driver: &mut Driver, hour: i64, nodes: &[u8]| {
+        let updates: Vec<_> = nodes
+            .iter()
+            .map(|&node| {
+                let price = f64::from(node) * 10.0 + hour as f64;
+                *input.entry((node, hour, Some(price.to_bits()))).or_default() += 1;
+                (tick(node, hour, Some(price)), 1)
+            })
+            .collect();
+        driver.epoch(&updates, hour * STEP);
+        reference(&input, hour * STEP, 2, 1)
+    };
+    for hour in 0..4 {
+        hour_of(&mut driver, hour, &[0, 1, 2]);
+    }
+    // N0 goes quiet: once no accepted change can reach its values, its
+    // series is dropped (the last series takes its place in the core).
+    for hour in 4..8 {
+        hour_of(&mut driver, hour, &[1, 2]);
+    }
+    assert_eq!(driver.core.held_values(), 4, "N1 and N2 keep the hours one context can see; N0 is gone");
+    // N0 comes back; everyone forecasts from complete contexts only.
+    for hour in 8..10 {
+        let expected = hour_of(&mut driver, hour, &[0, 1, 2]);
+        assert_eq!(driver.consolidated(), expected, "hour {hour}");
+    }
+    assert!(driver.dead.is_empty());
 }
 
 #[test]
