@@ -43,7 +43,13 @@ fn paced_quickstart(root: &Path, dir: &Path) -> PathBuf {
     let path = dir.join("quickstart.sql");
     let rows = "'number-of-rows' = '72000'";
     assert!(original.contains(rows), "queries/quickstart.sql no longer says {rows}");
-    std::fs::write(&path, original.replace(fast, "'rows-per-second' = '4000'").replace(rows, "'number-of-rows' = '2000000'")).unwrap();
+    std::fs::write(
+        &path,
+        original
+            .replace(fast, "'rows-per-second' = '4000'")
+            .replace(rows, "'number-of-rows' = '2000000'"),
+    )
+    .unwrap();
     path
 }
 
