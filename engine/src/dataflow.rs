@@ -514,9 +514,6 @@ pub fn upsert_retention(connector: &ConnectorConfig) -> Millis {
         .unwrap_or(DEFAULT_UPSERT_RETENTION)
 }
 
-/// What an aggregation reads from each row: the group key and the aggregate
-/// arguments followed by the event time, once per window of the row when a
-/// window TVF is fused in, built in reused buffers.
 /// The time column of the window TVF that `plan` reads, through filters.
 fn window_event_time(plan: &Plan) -> Option<usize> {
     match &plan.node {
@@ -526,6 +523,9 @@ fn window_event_time(plan: &Plan) -> Option<usize> {
     }
 }
 
+/// What an aggregation reads from each row: the group key and the aggregate
+/// arguments followed by the event time, once per window of the row when a
+/// window TVF is fused in, built in reused buffers.
 struct GroupArguments {
     windowing: Option<Windowing>,
     keys: RowBuilder,
